@@ -1,0 +1,48 @@
+//! `notify`: raise an item-count alert by hand.
+
+use clap::Parser;
+use inventory_broadcast::{cli, manual};
+use std::process::ExitCode;
+
+/// Raise an ItemCountExeed alert for a given item count, whatever its severity (info too).
+/// By default the alert is queued for `queue-work`; --sync broadcasts it at once.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  notify --count 25                 # queue it; prints the job id and severity\n  notify --count 25 --sync          # broadcast now, without the queue\n  notify --count 25 --dry-run       # print the event JSON; touch nothing"
+)]
+struct Args {
+    /// The item count to rate and broadcast.
+    #[arg(long, value_name = "N")]
+    count: u64,
+    /// Broadcast now through every driver, without the queue.
+    #[arg(long, conflicts_with = "dry_run")]
+    sync: bool,
+    /// Print the event JSON that would be published; touch neither Redis nor PostgreSQL.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging(args.common.quiet, args.common.verbose);
+    cli::finish("notify", run(args))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = args.common.load(Vec::new())?;
+    let mode = if args.dry_run {
+        manual::Mode::DryRun
+    } else if args.sync {
+        manual::Mode::Sync
+    } else {
+        manual::Mode::Queue
+    };
+    println!("{}", manual::notify(&cfg, args.count, mode, args.json)?);
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Broadcast drivers: where an alert's event goes. One file per driver.
+
+mod log;
+mod null;
+mod redis;
+
+pub use self::log::LogBroadcaster;
+pub use self::null::NullBroadcaster;
+pub use self::redis::RedisBroadcaster;
+
+use crate::config::{BroadcastConfig, Driver};
+use crate::event::Alert;
+
+/// Why a broadcast failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BroadcastError {
+    /// A passing fault (connection, timeout, 5xx): retry with backoff.
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying cannot help (rejected credentials, payload too large): fail at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl BroadcastError {
+    /// True when a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BroadcastError::Retryable(_))
+    }
+}
+
+/// Sends alerts' events somewhere.
+pub trait Broadcaster: Send {
+    /// Broadcasts one alert's event.
+    fn broadcast(&mut self, alert: &Alert) -> Result<(), BroadcastError>;
+}
+
+/// Builds the broadcaster for `driver`. Connections are opened lazily, on first use.
+pub fn build(driver: Driver, config: &BroadcastConfig) -> Box<dyn Broadcaster> {
+    match driver {
+        Driver::Redis => Box::new(RedisBroadcaster::new(config)),
+        Driver::Log => Box::new(LogBroadcaster::new(config)),
+        Driver::Null => Box::new(NullBroadcaster),
+    }
+}

@@ -1,0 +1,13 @@
+//! The null driver: accepts every event and sends it nowhere.
+
+use super::{BroadcastError, Broadcaster};
+use crate::event::Alert;
+
+/// Discards events.
+pub struct NullBroadcaster;
+
+impl Broadcaster for NullBroadcaster {
+    fn broadcast(&mut self, _alert: &Alert) -> Result<(), BroadcastError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! inventory-broadcast: watch an inventory table in PostgreSQL and broadcast alerts when the
+//! item count reaches a threshold.
+//!
+//! The pipeline: the `items` trigger NOTIFYs each committed change → [`listener`] rates the
+//! count ([`severity`]) and [`service`] queues one [`queue::Job`] per driver → [`worker`]
+//! reserves jobs and sends the [`event`] through [`broadcast`] drivers, retrying with backoff
+//! and recording the last failure in `failed_jobs` ([`db::failed`]). [`manual`] is `notify`.
+
+pub mod backoff;
+pub mod broadcast;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod event;
+pub mod listener;
+pub mod manual;
+pub mod queue;
+pub mod redis_conn;
+pub mod service;
+pub mod severity;
+pub mod shutdown;
+pub mod worker;

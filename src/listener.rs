@@ -1,0 +1,292 @@
+//! `items-listen`: LISTEN for count changes, rate each one, dispatch the alerts.
+//!
+//! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
+//! new session re-rates the current count, so a change made while we were away is not missed.
+//! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::event::Alert;
+use crate::service::Dispatcher;
+use crate::shutdown::Shutdown;
+use log::{debug, info, warn};
+use postgres::fallible_iterator::FallibleIterator;
+use std::time::{Duration, Instant};
+
+/// How often the session wakes without a notification, to notice a stop request.
+const POLL: Duration = Duration::from_millis(200);
+/// Payloads are logged up to this many bytes, so an 8000-byte payload cannot flood the log.
+const LOG_PAYLOAD_MAX: usize = 120;
+
+/// Quotes a PostgreSQL identifier, so a channel name is never spliced into SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Parses a NOTIFY payload: `{"count": N}` or a bare integer `N`.
+pub fn parse_payload(payload: &str) -> Result<u64, String> {
+    let text = payload.trim();
+    let number = if text.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        value
+            .get("count")
+            .cloned()
+            .ok_or_else(|| "JSON without a \"count\" field".to_string())?
+    } else {
+        serde_json::Value::String(text.to_string())
+    };
+    let count = match &number {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse::<u64>().ok(),
+        _ => None,
+    };
+    count.ok_or_else(|| {
+        format!(
+            "count {} is not a whole number from 0 to {}",
+            short(&number.to_string()),
+            u64::MAX
+        )
+    })
+}
+
+fn short(text: &str) -> String {
+    if text.len() <= LOG_PAYLOAD_MAX {
+        return text.to_string();
+    }
+    let mut end = LOG_PAYLOAD_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// Rates counts and gets their alerts onto the queue, surviving Redis outages.
+struct Alerter {
+    config: Config,
+    dispatcher: Option<Dispatcher>,
+    /// The latest alert not yet queued (older ones are superseded by it).
+    undelivered: Option<Alert>,
+    redis: Backoff,
+    retry_at: Instant,
+}
+
+impl Alerter {
+    fn on_count(&mut self, count: u64) {
+        let alert = Alert::new(
+            count,
+            self.config.threshold,
+            &self.config.boundaries,
+            "items-listen",
+        );
+        if alert.severity < self.config.min_severity {
+            debug!(
+                "count {count} is {} ({}%): below the alert minimum",
+                alert.severity, alert.percentage
+            );
+            self.undelivered = None;
+            return;
+        }
+        self.undelivered = Some(alert);
+        self.flush();
+    }
+
+    fn on_payload(&mut self, payload: &str) {
+        match parse_payload(payload) {
+            Ok(count) => self.on_count(count),
+            Err(why) => warn!("skipped notification {}: {why}", short(payload)),
+        }
+    }
+
+    /// Dispatches the undelivered alert, if Redis is (back) up.
+    fn flush(&mut self) {
+        if self.undelivered.is_none() || Instant::now() < self.retry_at {
+            return;
+        }
+        match self.try_dispatch() {
+            Ok(()) => {
+                if let Some(down) = self.redis.succeeded() {
+                    info!(
+                        "Redis is back after {:.1} s; latest alert dispatched",
+                        down.as_secs_f64()
+                    );
+                }
+            }
+            Err(e) => {
+                self.dispatcher = None;
+                let (delay, first) = self.redis.failed();
+                self.retry_at = Instant::now() + delay;
+                if first {
+                    warn!("cannot dispatch: {e}; keeping the latest alert until Redis is back");
+                }
+            }
+        }
+    }
+
+    fn try_dispatch(&mut self) -> Result<(), crate::redis_conn::RedisError> {
+        let dispatcher = match &mut self.dispatcher {
+            Some(d) => d,
+            None => self.dispatcher.insert(Dispatcher::connect(&self.config)?),
+        };
+        if let Some(alert) = &self.undelivered {
+            let jobs = dispatcher.dispatch(alert)?;
+            info!(
+                "count {} is {} ({}% of {}): dispatched {} job(s), alert {}",
+                alert.count,
+                alert.severity,
+                alert.percentage,
+                alert.threshold,
+                jobs.len(),
+                alert.alert_id
+            );
+        }
+        self.undelivered = None;
+        Ok(())
+    }
+}
+
+/// Runs the listener until `shutdown` is triggered.
+///
+/// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
+/// seen immediately); once running, it reconnects by itself.
+pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut db = Db::connect(&config.database_url)?;
+    let dispatcher = Dispatcher::connect(config)?;
+    let mut alerter = Alerter {
+        config: config.clone(),
+        dispatcher: Some(dispatcher),
+        undelivered: None,
+        redis: Backoff::new(),
+        retry_at: Instant::now(),
+    };
+    let mut pg = Backoff::new();
+    loop {
+        let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_connection() => e,
+            Err(e) => return Err(e.into()),
+        };
+        warn!("lost PostgreSQL: {err}; reconnecting");
+        db = match reconnect(config, &mut pg, &mut alerter, shutdown) {
+            Some(db) => db,
+            None => return Ok(()),
+        };
+    }
+}
+
+/// Reconnects with backoff; `None` when asked to stop meanwhile.
+fn reconnect(
+    config: &Config,
+    pg: &mut Backoff,
+    alerter: &mut Alerter,
+    shutdown: &Shutdown,
+) -> Option<Db> {
+    loop {
+        let (delay, _) = pg.failed();
+        if sleep_unless_stopped(delay, shutdown) {
+            return None;
+        }
+        alerter.flush();
+        match Db::connect(&config.database_url) {
+            Ok(db) => return Some(db),
+            Err(e) => debug!("still cannot reach PostgreSQL: {e}"),
+        }
+    }
+}
+
+/// Sleeps in short steps; returns true when a stop was requested.
+fn sleep_unless_stopped(total: Duration, shutdown: &Shutdown) -> bool {
+    let end = Instant::now() + total;
+    while Instant::now() < end {
+        if shutdown.requested() {
+            return true;
+        }
+        std::thread::sleep(POLL.min(end.saturating_duration_since(Instant::now())));
+    }
+    shutdown.requested()
+}
+
+/// One connection's life: LISTEN, rate the current count, then handle notifications.
+fn session(
+    db: &mut Db,
+    alerter: &mut Alerter,
+    pg: &mut Backoff,
+    shutdown: &Shutdown,
+) -> Result<(), DbError> {
+    let channel = alerter.config.listen_channel.clone();
+    db.client
+        .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
+        .map_err(|e| db.error(e))?;
+    match pg.succeeded() {
+        Some(down) => info!(
+            "PostgreSQL is back after {:.1} s; listening on channel {channel}",
+            down.as_secs_f64()
+        ),
+        None => info!("listening on channel {channel} at {}", db.target()),
+    }
+    let count = db.item_count()?;
+    let count = u64::try_from(count).unwrap_or(0);
+    info!(
+        "current count is {count} (threshold {})",
+        alerter.config.threshold
+    );
+    alerter.on_count(count);
+    loop {
+        if shutdown.requested() {
+            return Ok(());
+        }
+        alerter.flush();
+        let next = db.client.notifications().timeout_iter(POLL).next();
+        match next {
+            Ok(Some(n)) => alerter.on_payload(n.payload()),
+            Err(e) => return Err(db.error(e)),
+            Ok(None) if db.client.is_closed() => {
+                return Err(DbError::Connect {
+                    target: db.target().to_string(),
+                    reason: "connection closed".into(),
+                });
+            }
+            Ok(None) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        assert_eq!(parse_payload("{\"count\": 21}"), Ok(21));
+        assert_eq!(parse_payload(" 21 "), Ok(21));
+        assert_eq!(parse_payload("{\"count\": \"22\"}"), Ok(22));
+        assert_eq!(parse_payload("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "{\"count\": -1}",
+            "{\"count\": 1.5}",
+            "{\"n\": 3}",
+            "{",
+            "18446744073709551616",
+            "{\"count\": null}",
+        ] {
+            assert!(parse_payload(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn huge_payload_error_is_short() {
+        let big = format!("{{\"count\": \"{}\"}}", "9".repeat(8000));
+        let err = parse_payload(&big).unwrap_err();
+        assert!(err.len() < 300, "{}", err.len());
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("item_count"), "\"item_count\"");
+        assert_eq!(quote_ident("a \"b\"; DROP"), "\"a \"\"b\"\"; DROP\"");
+    }
+}

@@ -1,0 +1,126 @@
+//! The job envelope: what a queue entry holds.
+
+use crate::event::{Alert, now_rfc3339};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A queued unit of work: deliver one alert through one driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique job id (also the `failed_jobs.uuid`).
+    pub id: Uuid,
+    /// What to do, e.g. `broadcast:redis`.
+    pub job: String,
+    /// Attempts when the job was pushed (0). The live count is kept beside the job in Redis.
+    pub attempts: u32,
+    /// Attempts allowed (0 = unlimited).
+    pub max_tries: u32,
+    /// Seconds before each retry; the last value repeats.
+    pub backoff: Vec<u64>,
+    /// Seconds one attempt may take.
+    pub timeout: u64,
+    /// When the job was created, RFC 3339 UTC.
+    pub created_at: String,
+    /// The alert to deliver.
+    pub payload: Alert,
+}
+
+/// Kind prefix of broadcast jobs; the driver name follows it.
+pub const BROADCAST_KIND: &str = "broadcast:";
+
+impl Job {
+    /// A new job of `kind` for `alert`.
+    pub fn new(kind: String, alert: Alert, max_tries: u32, backoff: Vec<u64>, timeout: u64) -> Job {
+        Job {
+            id: Uuid::new_v4(),
+            job: kind,
+            attempts: 0,
+            max_tries,
+            backoff,
+            timeout,
+            created_at: now_rfc3339(),
+            payload: alert,
+        }
+    }
+
+    /// The job's bytes in the queue.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes queue bytes; the error says what is wrong, for `failed_jobs`.
+    pub fn decode(raw: &[u8]) -> Result<Job, String> {
+        let text = std::str::from_utf8(raw).map_err(|e| format!("job is not UTF-8: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("job is not a valid job envelope: {e}"))
+    }
+
+    /// Seconds to wait before the retry that follows attempt `attempts` (1-based).
+    pub fn backoff_after(&self, attempts: u32) -> u64 {
+        let index = (attempts.max(1) - 1) as usize;
+        self.backoff
+            .get(index)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// True when `attempts` used up the tries.
+    pub fn is_last_attempt(&self, attempts: u32) -> bool {
+        self.max_tries != 0 && attempts >= self.max_tries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::severity::Boundaries;
+
+    fn job() -> Job {
+        let alert = Alert::new(21, 20, &Boundaries::default(), "test");
+        Job::new("broadcast:redis".into(), alert, 3, vec![1, 5, 10], 60)
+    }
+
+    #[test]
+    fn backoff_repeats_last_value() {
+        let j = job();
+        assert_eq!(j.backoff_after(1), 1);
+        assert_eq!(j.backoff_after(2), 5);
+        assert_eq!(j.backoff_after(3), 10);
+        assert_eq!(j.backoff_after(9), 10);
+        let none = Job {
+            backoff: vec![],
+            ..job()
+        };
+        assert_eq!(none.backoff_after(2), 0);
+    }
+
+    #[test]
+    fn tries() {
+        let j = job();
+        assert!(!j.is_last_attempt(2));
+        assert!(j.is_last_attempt(3));
+        assert!(j.is_last_attempt(4));
+        let unlimited = Job {
+            max_tries: 0,
+            ..job()
+        };
+        assert!(!unlimited.is_last_attempt(1000));
+    }
+
+    #[test]
+    fn decode_errors_are_readable() {
+        assert!(
+            Job::decode(&[0xff, 0xfe])
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        assert!(
+            Job::decode(b"{\"id\":1}")
+                .unwrap_err()
+                .contains("not a valid job")
+        );
+        let j = job();
+        assert_eq!(Job::decode(&j.encode()).unwrap(), j);
+    }
+}

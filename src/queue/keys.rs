@@ -1,0 +1,49 @@
+//! Every Redis key of a queue, built in one place.
+//!
+//! The `{queues:NAME}` part is a Redis Cluster hash tag: all keys of one queue share a slot,
+//! so the Lua scripts that touch several of them work on a cluster too.
+
+/// The keys of one named queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// List of jobs ready to run.
+    pub pending: String,
+    /// Sorted set of jobs waiting for a retry, scored by when they are due (ms).
+    pub delayed: String,
+    /// Sorted set of jobs being run, scored by when their reservation expires (ms).
+    pub reserved: String,
+    /// List with one entry per available job; workers block on it instead of polling.
+    pub notify: String,
+    /// Hash from job bytes to attempts so far, kept outside the job so scripts never
+    /// decode and re-encode JSON.
+    pub attempts: String,
+}
+
+impl Keys {
+    /// The keys of queue `name` under `prefix`.
+    pub fn new(prefix: &str, name: &str) -> Keys {
+        let pending = format!("{prefix}{{queues:{name}}}");
+        Keys {
+            delayed: format!("{pending}:delayed"),
+            reserved: format!("{pending}:reserved"),
+            notify: format!("{pending}:notify"),
+            attempts: format!("{pending}:attempts"),
+            pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_design() {
+        let k = Keys::new("inventory:", "default");
+        assert_eq!(k.pending, "inventory:{queues:default}");
+        assert_eq!(k.delayed, "inventory:{queues:default}:delayed");
+        assert_eq!(k.reserved, "inventory:{queues:default}:reserved");
+        assert_eq!(k.notify, "inventory:{queues:default}:notify");
+        assert_eq!(k.attempts, "inventory:{queues:default}:attempts");
+    }
+}

@@ -1,0 +1,231 @@
+//! The reliable Redis job queue: push, reserve (with a deadline), block for work, finish.
+//!
+//! Semantics follow Laravel's Redis queue: a reserved job sits in a sorted set scored by its
+//! reservation deadline, so a job whose worker died goes back to pending after `retry_after`
+//! and nothing is lost. Every multi-key step is one Lua script, so there is no moment in which
+//! a job has left pending without being reserved.
+
+pub mod job;
+pub mod keys;
+
+pub use job::Job;
+pub use keys::Keys;
+
+use crate::redis_conn::{self, RedisError};
+use std::time::Duration;
+
+static POP: &str = include_str!("pop.lua");
+static PUSH: &str = include_str!("push.lua");
+static FINISH: &str = include_str!("finish.lua");
+
+/// Shortest blocking wait: Redis treats 0 as "forever".
+const MIN_BLOCK: Duration = Duration::from_millis(1);
+
+/// A job taken from a queue, owned by this worker until its deadline.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    /// The queue it came from.
+    pub queue: String,
+    /// The job's exact bytes, as stored (the handle for finishing it).
+    pub raw: Vec<u8>,
+    /// Attempts including this one.
+    pub attempts: u32,
+    /// Reservation deadline, Redis time in ms; also proves the reservation is still ours.
+    pub deadline_ms: i64,
+}
+
+/// What one reserve call found.
+#[derive(Debug, Default)]
+pub struct Popped {
+    /// The jobs now reserved by the caller.
+    pub jobs: Vec<Reserved>,
+    /// How long until a delayed or reserved job becomes due, if any is waiting.
+    pub next_due: Option<Duration>,
+}
+
+/// How a reserved job ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Remove it: it ran, or it is recorded in `failed_jobs`.
+    Done,
+    /// Run it again after this delay.
+    RetryAfter(Duration),
+}
+
+/// Counts of one queue, for `status` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Sizes {
+    /// Ready to run.
+    pub pending: u64,
+    /// Waiting for a retry.
+    pub delayed: u64,
+    /// Being run (or their worker died and `retry_after` has not passed).
+    pub reserved: u64,
+}
+
+/// A connection to the queue's Redis and the scripts that operate on it.
+pub struct Queue {
+    con: redis::Connection,
+    target: String,
+    prefix: String,
+    pop: redis::Script,
+    push: redis::Script,
+    finish: redis::Script,
+}
+
+impl Queue {
+    /// Connects to Redis at `url`; keys live under `prefix`.
+    pub fn connect(url: &str, prefix: &str) -> Result<Queue, RedisError> {
+        Ok(Queue {
+            con: redis_conn::connect(url)?,
+            target: redis_conn::describe(url),
+            prefix: prefix.to_string(),
+            pop: redis::Script::new(POP),
+            push: redis::Script::new(PUSH),
+            finish: redis::Script::new(FINISH),
+        })
+    }
+
+    /// The keys of queue `name`.
+    pub fn keys(&self, name: &str) -> Keys {
+        Keys::new(&self.prefix, name)
+    }
+
+    fn err(&self, e: redis::RedisError) -> RedisError {
+        redis_conn::error(&self.target, &e)
+    }
+
+    /// Pushes jobs onto queue `name` in one round trip.
+    pub fn push(&mut self, name: &str, jobs: &[Job]) -> Result<(), RedisError> {
+        let raw: Vec<Vec<u8>> = jobs.iter().map(Job::encode).collect();
+        self.push_raw(name, &raw)
+    }
+
+    /// Pushes raw job bytes (tests use it to push malformed jobs).
+    pub fn push_raw(&mut self, name: &str, raw: &[Vec<u8>]) -> Result<(), RedisError> {
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let k = self.keys(name);
+        let mut inv = self.push.key(&k.pending);
+        inv.key(&k.notify);
+        for job in raw {
+            inv.arg(job.as_slice());
+        }
+        inv.invoke::<i64>(&mut self.con).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reserves up to `max` jobs from queue `name` for `retry_after`.
+    ///
+    /// `notify_taken` is 1 when the caller's blocking wait already consumed this queue's
+    /// notify entry, so the count of notify entries stays equal to available jobs.
+    pub fn pop(
+        &mut self,
+        name: &str,
+        max: usize,
+        retry_after: Duration,
+        notify_taken: bool,
+    ) -> Result<Popped, RedisError> {
+        let k = self.keys(name);
+        type Reply = (i64, i64, Vec<Vec<u8>>, Vec<i64>, Vec<i64>);
+        let (now, next_due, jobs, attempts, deadlines): Reply = self
+            .pop
+            .key(&k.pending)
+            .key(&k.delayed)
+            .key(&k.reserved)
+            .key(&k.notify)
+            .key(&k.attempts)
+            .arg(retry_after.as_millis() as u64)
+            .arg(max.max(1))
+            .arg(u8::from(notify_taken))
+            .invoke(&mut self.con)
+            .map_err(|e| self.err(e))?;
+        let jobs = jobs
+            .into_iter()
+            .zip(attempts)
+            .zip(deadlines)
+            .map(|((raw, attempts), deadline_ms)| Reserved {
+                queue: name.to_string(),
+                raw,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                deadline_ms,
+            })
+            .collect();
+        let next_due = (next_due >= 0)
+            .then(|| Duration::from_millis(next_due.saturating_sub(now).max(0) as u64));
+        Ok(Popped { jobs, next_due })
+    }
+
+    /// Blocks until one of `names` has a job or `timeout` passes; returns the queue that woke.
+    pub fn wait(
+        &mut self,
+        names: &[String],
+        timeout: Duration,
+    ) -> Result<Option<String>, RedisError> {
+        let timeout = timeout.max(MIN_BLOCK);
+        let notify: Vec<String> = names.iter().map(|n| self.keys(n).notify).collect();
+        // The read timeout must outlast the block, or a late reply would be skipped.
+        self.con
+            .set_read_timeout(Some(timeout + redis_conn::IO_TIMEOUT))
+            .map_err(|e| self.err(e))?;
+        let reply: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
+            .arg(&notify)
+            .arg(timeout.as_secs_f64())
+            .query(&mut self.con);
+        let restored = self.con.set_read_timeout(Some(redis_conn::IO_TIMEOUT));
+        let reply = reply.map_err(|e| self.err(e))?;
+        restored.map_err(|e| self.err(e))?;
+        Ok(reply.and_then(|(key, _)| {
+            let i = notify.iter().position(|k| *k == key)?;
+            Some(names[i].clone())
+        }))
+    }
+
+    /// Finishes reserved jobs of one queue in one round trip. Returns how many were still
+    /// ours (a reservation that expired and was taken over is left to its new owner).
+    pub fn finish(
+        &mut self,
+        name: &str,
+        jobs: &[(&Reserved, Outcome)],
+    ) -> Result<usize, RedisError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let k = self.keys(name);
+        let mut inv = self.finish.key(&k.reserved);
+        inv.key(&k.delayed).key(&k.attempts);
+        for (job, outcome) in jobs {
+            let delay_ms: i64 = match outcome {
+                Outcome::Done => -1,
+                Outcome::RetryAfter(d) => d.as_millis() as i64,
+            };
+            inv.arg(job.raw.as_slice())
+                .arg(job.deadline_ms)
+                .arg(delay_ms);
+        }
+        let owned: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
+        Ok(owned as usize)
+    }
+
+    /// Pending, delayed and reserved counts of queue `name`.
+    pub fn sizes(&mut self, name: &str) -> Result<Sizes, RedisError> {
+        let k = self.keys(name);
+        let (pending, delayed, reserved): (u64, u64, u64) = redis::pipe()
+            .llen(&k.pending)
+            .zcard(&k.delayed)
+            .zcard(&k.reserved)
+            .query(&mut self.con)
+            .map_err(|e| self.err(e))?;
+        Ok(Sizes {
+            pending,
+            delayed,
+            reserved,
+        })
+    }
+
+    /// The server as shown in messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}

@@ -1,0 +1,55 @@
+//! Rate a count, decide whether it is worth an alert, and dispatch the jobs that deliver it.
+
+use crate::config::Config;
+use crate::event::Alert;
+use crate::queue::job::BROADCAST_KIND;
+use crate::queue::{Job, Queue};
+use crate::redis_conn::RedisError;
+
+/// Turns counts into alerts and alerts into queued jobs.
+pub struct Dispatcher {
+    config: Config,
+    queue: Queue,
+}
+
+impl Dispatcher {
+    /// A dispatcher pushing onto the configured Redis queue.
+    pub fn connect(config: &Config) -> Result<Dispatcher, RedisError> {
+        Ok(Dispatcher {
+            config: config.clone(),
+            queue: Queue::connect(&config.redis_url, &config.queue.prefix)?,
+        })
+    }
+
+    /// Rates `count`; returns the alert when it is at least the configured minimum severity.
+    pub fn rate(&self, count: u64, source: &str) -> Option<Alert> {
+        let alert = Alert::new(
+            count,
+            self.config.threshold,
+            &self.config.boundaries,
+            source,
+        );
+        (alert.severity >= self.config.min_severity).then_some(alert)
+    }
+
+    /// Pushes one job per broadcast driver for `alert`, in one round trip.
+    pub fn dispatch(&mut self, alert: &Alert) -> Result<Vec<Job>, RedisError> {
+        let jobs = jobs_for(&self.config, alert);
+        self.queue.push(&self.config.queue.names[0], &jobs)?;
+        Ok(jobs)
+    }
+}
+
+/// The jobs that deliver `alert`: one per driver, so a slow driver never delays another.
+pub fn jobs_for(config: &Config, alert: &Alert) -> Vec<Job> {
+    let q = &config.queue;
+    config
+        .broadcast
+        .drivers
+        .iter()
+        .map(|d| {
+            let kind = format!("{BROADCAST_KIND}{}", d.as_str());
+            Job::new(kind, alert.clone(), q.tries, q.backoff.clone(), q.timeout)
+        })
+        .collect()
+}
