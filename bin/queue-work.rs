@@ -30,10 +30,11 @@ struct Args {
     /// Exit after this many seconds (the job in hand finishes).
     #[arg(long, value_name = "SECONDS")]
     max_time: Option<u64>,
-    /// Attempts per job before it fails (0 = unlimited).
+    /// Attempts per job before it fails (0 = unlimited). Overrides the value the job was
+    /// queued with.
     #[arg(long, value_name = "N")]
     tries: Option<String>,
-    /// Seconds between retries, e.g. 1,5,10 (the last repeats).
+    /// Seconds between retries, e.g. 1,5,10 (the last repeats). Overrides the job's own.
     #[arg(long, value_name = "S,S,…")]
     backoff: Option<String>,
     /// Longest blocking wait for new jobs, in seconds (jobs still wake the worker at once).
@@ -54,6 +55,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let overrides = worker::Overrides {
+        tries: args.tries.is_some(),
+        backoff: args.backoff.is_some(),
+    };
     let cfg = args.common.load(config::flags([
         ("queue.names", "--queue", args.queue),
         ("queue.tries", "--tries", args.tries),
@@ -68,18 +73,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         stop_when_empty: args.stop_when_empty,
         max_jobs: args.max_jobs,
         max_time: args.max_time.map(Duration::from_secs),
+        overrides,
     };
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    log::info!(
-        "working queue(s) {} with driver(s) {}",
-        opts.queues.join(","),
-        cfg.broadcast
-            .drivers
-            .iter()
-            .map(|d| d.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
     let summary = worker::run(&cfg, &opts, &shutdown)?;
     log::info!(
         "stopped: {} done, {} retried, {} failed",

@@ -25,6 +25,18 @@ pub struct Options {
     pub max_jobs: Option<u64>,
     /// Stop after this long (the job in hand finishes).
     pub max_time: Option<Duration>,
+    /// Settings given to the worker that win over the ones each job was queued with.
+    pub overrides: Overrides,
+}
+
+/// Which of the worker's queue settings replace the job's own (as `queue:work --tries` does
+/// for an operator who must change a policy without re-queueing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// Use the worker's `queue.tries`.
+    pub tries: bool,
+    /// Use the worker's `queue.backoff`.
+    pub backoff: bool,
 }
 
 /// What a run did.
@@ -48,9 +60,22 @@ impl Summary {
 ///
 /// Fails at once when Redis cannot be reached at start; once running, it reconnects by itself.
 pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> anyhow::Result<Summary> {
+    let queue = Queue::connect(&config.redis_url, &config.queue.prefix)?;
+    let drivers: Vec<&str> = config
+        .broadcast
+        .drivers
+        .iter()
+        .map(|d| d.as_str())
+        .collect();
+    info!(
+        "working queue(s) {} at {} with driver(s) {}",
+        opts.queues.join(","),
+        queue.target(),
+        drivers.join(",")
+    );
     let mut worker = Worker {
-        queue: Queue::connect(&config.redis_url, &config.queue.prefix)?,
-        runner: Runner::new(config),
+        queue,
+        runner: Runner::new(config, opts.overrides),
         config: config.clone(),
         redis: Backoff::new(),
         summary: Summary::default(),
@@ -89,7 +114,8 @@ impl Worker {
                 info!("Redis is back after {:.1} s", down.as_secs_f64());
             }
             if jobs.is_empty() {
-                if opts.stop_when_empty {
+                // Empty means nothing pending and nothing delayed or reserved to come back.
+                if opts.stop_when_empty && next_due.is_none() {
                     return;
                 }
                 let wait = next_due.map_or(sleep, |due| due.min(sleep));
@@ -201,14 +227,16 @@ struct Ran {
 /// Runs jobs: owns the drivers and the lazily opened `failed_jobs` connection.
 struct Runner {
     config: Config,
+    overrides: Overrides,
     drivers: HashMap<Driver, Box<dyn Broadcaster>>,
     db: Option<Db>,
 }
 
 impl Runner {
-    fn new(config: &Config) -> Runner {
+    fn new(config: &Config, overrides: Overrides) -> Runner {
         Runner {
             config: config.clone(),
+            overrides,
             drivers: HashMap::new(),
             db: None,
         }
@@ -221,6 +249,12 @@ impl Runner {
             Err(reason) => return self.fail_undecodable(reserved, &reason),
         };
         job.attempts = reserved.attempts;
+        if self.overrides.tries {
+            job.max_tries = self.config.queue.tries;
+        }
+        if self.overrides.backoff {
+            job.backoff = self.config.queue.backoff.clone();
+        }
         let id = job.id.to_string();
         let ran = |result, failed| Ran {
             id: id.clone(),
@@ -273,7 +307,7 @@ impl Runner {
     fn fail_undecodable(&mut self, reserved: &Reserved, reason: &str) -> Option<Ran> {
         // Derived from the bytes, so recording the same bad job twice stays one row.
         let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &reserved.raw).to_string();
-        let payload = String::from_utf8_lossy(&reserved.raw);
+        let payload = printable(&reserved.raw);
         warn!("job {id} cannot be decoded: {reason}");
         self.record(&id, &reserved.queue, &payload, reason)
             .then(|| Ran {
@@ -310,5 +344,14 @@ impl Runner {
             None => Db::connect(&self.config.database_url)?,
         };
         Ok(self.db.insert(db))
+    }
+}
+
+/// The job bytes as text PostgreSQL accepts: as they are when they are UTF-8 without NUL,
+/// else escaped (`\xff`), so nothing about a malformed job is lost.
+fn printable(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(text) if !text.contains('\0') => text.to_string(),
+        _ => raw.escape_ascii().to_string(),
     }
 }

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, real PostgreSQL and Redis, a fresh database and key prefix
+//! per test. Run them with `scripts/test` (it starts the services).
+
+mod support;
+
+mod binaries;
+mod pipeline;
+mod queue;

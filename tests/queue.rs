@@ -1,0 +1,132 @@
+//! The Redis queue's semantics, against a real Redis.
+
+use crate::support::World;
+use inventory_broadcast::event::Alert;
+use inventory_broadcast::queue::{Job, Outcome};
+use inventory_broadcast::severity::Boundaries;
+use std::time::{Duration, Instant};
+
+fn job(count: u64) -> Job {
+    let alert = Alert::new(count, 20, &Boundaries::default(), "test");
+    Job::new("broadcast:null".into(), alert, 3, vec![1], 60)
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[test]
+fn push_pop_ack_in_order() {
+    let w = World::new();
+    let mut q = w.queue();
+    q.push("default", &[job(1), job(2), job(3)]).unwrap();
+    let popped = q.pop("default", 2, LONG, false).unwrap();
+    let counts: Vec<u64> = popped
+        .jobs
+        .iter()
+        .map(|r| Job::decode(&r.raw).unwrap().payload.count)
+        .collect();
+    assert_eq!(counts, [1, 2]);
+    assert!(popped.jobs.iter().all(|r| r.attempts == 1));
+    let sizes = q.sizes("default").unwrap();
+    assert_eq!((sizes.pending, sizes.reserved), (1, 2));
+    let done: Vec<_> = popped.jobs.iter().map(|r| (r, Outcome::Done)).collect();
+    assert_eq!(q.finish("default", &done).unwrap(), 2);
+    let sizes = q.sizes("default").unwrap();
+    assert_eq!((sizes.pending, sizes.reserved), (1, 0));
+    // Every pushed job left one notify entry, and reserving took one per job.
+    let mut con = w.redis();
+    let notify: u64 = redis::cmd("LLEN")
+        .arg(q.keys("default").notify)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(notify, 1);
+}
+
+#[test]
+fn an_expired_reservation_comes_back_as_attempt_2() {
+    let w = World::new();
+    let mut q = w.queue();
+    q.push("default", &[job(7)]).unwrap();
+    let first = q
+        .pop("default", 1, Duration::from_millis(200), false)
+        .unwrap()
+        .jobs
+        .remove(0);
+    assert_eq!(first.attempts, 1);
+    // The "dead worker" never finishes; wait for the reservation to expire.
+    let end = Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        let mut popped = q.pop("default", 1, LONG, false).unwrap();
+        if let Some(r) = popped.jobs.pop() {
+            break r;
+        }
+        assert!(Instant::now() < end, "the job never came back");
+        q.wait(&["default".to_string()], popped.next_due.unwrap_or(LONG))
+            .unwrap();
+    };
+    assert_eq!(second.raw, first.raw);
+    assert_eq!(second.attempts, 2);
+    // The first worker wakes up late: its stale reservation must not remove the new one.
+    assert_eq!(q.finish("default", &[(&first, Outcome::Done)]).unwrap(), 0);
+    assert_eq!(q.sizes("default").unwrap().reserved, 1);
+    assert_eq!(q.finish("default", &[(&second, Outcome::Done)]).unwrap(), 1);
+    assert_eq!(q.sizes("default").unwrap().reserved, 0);
+}
+
+#[test]
+fn a_released_job_waits_its_backoff() {
+    let w = World::new();
+    let mut q = w.queue();
+    q.push("default", &[job(9)]).unwrap();
+    let r = q.pop("default", 1, LONG, false).unwrap().jobs.remove(0);
+    let released_at = Instant::now();
+    q.finish(
+        "default",
+        &[(&r, Outcome::RetryAfter(Duration::from_millis(300)))],
+    )
+    .unwrap();
+    let popped = q.pop("default", 1, LONG, false).unwrap();
+    assert!(
+        popped.jobs.is_empty(),
+        "delayed job must not be handed out early"
+    );
+    let due = popped.next_due.expect("a delayed job is due later");
+    assert!(due <= Duration::from_millis(300));
+    q.wait(&["default".to_string()], due).unwrap();
+    let again = loop {
+        let mut p = q.pop("default", 1, LONG, false).unwrap();
+        if let Some(j) = p.jobs.pop() {
+            break j;
+        }
+        assert!(released_at.elapsed() < Duration::from_secs(5));
+        q.wait(&["default".to_string()], p.next_due.unwrap_or(LONG))
+            .unwrap();
+    };
+    assert!(released_at.elapsed() >= Duration::from_millis(300));
+    assert_eq!(again.attempts, 2);
+}
+
+#[test]
+fn a_push_wakes_a_blocked_worker() {
+    let w = World::new();
+    let mut q = w.queue();
+    let prefix = w.prefix.clone();
+    let pusher = std::thread::spawn(move || {
+        let mut other =
+            inventory_broadcast::queue::Queue::connect(&crate::support::redis_url(), &prefix)
+                .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        other.push("default", &[job(1)]).unwrap();
+    });
+    let started = Instant::now();
+    let woke = q
+        .wait(
+            &["other".to_string(), "default".to_string()],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(woke.as_deref(), Some("default"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let popped = q.pop("default", 1, LONG, true).unwrap();
+    assert_eq!(popped.jobs.len(), 1);
+    pusher.join().unwrap();
+}

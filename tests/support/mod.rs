@@ -1,0 +1,345 @@
+//! Test helpers: a fresh database and key prefix per test, the binaries run as a user runs
+//! them (scrubbed environment), and a real Redis subscriber. Every wait has a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default deadline for anything a test waits for.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The admin URL tests create their databases with (the role needs CREATEDB).
+pub fn admin_url() -> String {
+    std::env::var("INVENTORY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://inventory:inventory@127.0.0.1:5432/inventory".into())
+}
+
+/// The shared Redis the tests use, each under its own prefix.
+pub fn redis_url() -> String {
+    std::env::var("INVENTORY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A short unique tag for names.
+pub fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Replaces the database name in a postgres URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let base = url.rsplit_once('/').map_or(url, |(head, _)| head);
+    format!("{base}/{db}")
+}
+
+/// A database of its own, migrated, dropped (with FORCE) when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let name = format!("ib_test_{}", tag());
+        let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls)
+            .expect("connect as the test admin; run scripts/services");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = with_database(&admin_url(), &name);
+        let mut db =
+            inventory_broadcast::db::Db::connect(&url).expect("connect to the test database");
+        inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");
+        TestDb { name, url }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
+    /// Inserts `n` rows, one statement (and one notification) each.
+    pub fn insert(&self, n: usize) {
+        let mut c = self.client();
+        for _ in 0..n {
+            c.execute("INSERT INTO items (name) VALUES ('widget')", &[])
+                .expect("insert");
+        }
+    }
+
+    pub fn failed_jobs(&self) -> Vec<(String, String, String)> {
+        self.client()
+            .query(
+                "SELECT uuid, payload, exception FROM failed_jobs ORDER BY id",
+                &[],
+            )
+            .expect("read failed_jobs")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&admin_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// One test's world: database, Redis key prefix, broadcast channel, and the env the binaries get.
+pub struct World {
+    pub db: TestDb,
+    pub prefix: String,
+    pub channel: String,
+    pub env: HashMap<String, String>,
+    pub dir: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let db = TestDb::new();
+        let t = tag();
+        let prefix = format!("test-{t}:");
+        let channel = format!("inventory-{t}");
+        let dir = std::env::temp_dir().join(format!("ib-test-{t}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut env = HashMap::new();
+        env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        env.insert("DATABASE_URL".into(), db.url.clone());
+        env.insert("REDIS_URL".into(), redis_url());
+        env.insert("INVENTORY_QUEUE_PREFIX".into(), prefix.clone());
+        env.insert("INVENTORY_BROADCAST_CHANNEL".into(), channel.clone());
+        env.insert("INVENTORY_NOTIFICATION_THRESHOLD".into(), "20".into());
+        World {
+            db,
+            prefix,
+            channel,
+            env,
+            dir,
+        }
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    fn command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_path(bin));
+        cmd.args(args)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(&self.dir);
+        cmd
+    }
+
+    /// Runs a binary to completion (with a deadline).
+    pub fn run(&self, bin: &str, args: &[&str]) -> Output {
+        let mut child = self
+            .command(bin, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("{bin} {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a long-running binary whose stderr is collected line by line.
+    pub fn spawn(&self, bin: &str, args: &[&str]) -> Proc {
+        let mut child = self
+            .command(bin, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            name: bin.to_string(),
+        }
+    }
+
+    pub fn queue(&self) -> inventory_broadcast::queue::Queue {
+        inventory_broadcast::queue::Queue::connect(&redis_url(), &self.prefix)
+            .expect("connect queue")
+    }
+
+    pub fn subscribe(&self) -> Subscriber {
+        Subscriber::new(&self.channel)
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(redis_url())
+            .expect("redis url")
+            .get_connection()
+            .expect("connect redis")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Ok(mut con) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut con)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut con);
+            }
+        }
+    }
+}
+
+pub fn bin_path(bin: &str) -> PathBuf {
+    match bin {
+        "items-listen" => env!("CARGO_BIN_EXE_items-listen").into(),
+        "queue-work" => env!("CARGO_BIN_EXE_queue-work").into(),
+        "notify" => env!("CARGO_BIN_EXE_notify").into(),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A running binary; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    name: String,
+}
+
+impl Proc {
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a log line contains `needle`; panics with the log at the deadline.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never logged {needle:?}; log:\n{}",
+                self.name,
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < end,
+                "{} did not exit; log:\n{}",
+                self.name,
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Redis SUBSCRIBE on one channel.
+pub struct Subscriber {
+    con: redis::Connection,
+}
+
+impl Subscriber {
+    pub fn new(channel: &str) -> Subscriber {
+        let mut con = redis::Client::open(redis_url())
+            .expect("redis url")
+            .get_connection()
+            .expect("connect redis");
+        con.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        redis::cmd("SUBSCRIBE")
+            .arg(channel)
+            .exec(&mut con)
+            .expect("subscribe");
+        Subscriber { con }
+    }
+
+    /// The next message's raw payload, or `None` at the deadline.
+    pub fn next_raw(&mut self, within: Duration) -> Option<String> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            match self.con.recv_response() {
+                Ok(redis::Value::Array(items)) | Ok(redis::Value::Push { data: items, .. }) => {
+                    if let Some(redis::Value::BulkString(kind)) = items.first() {
+                        if kind.as_slice() == b"message" {
+                            if let Some(redis::Value::BulkString(payload)) = items.get(2) {
+                                return Some(String::from_utf8_lossy(payload).into_owned());
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.is_timeout() => {}
+                Err(e) => panic!("subscriber: {e}"),
+            }
+        }
+        None
+    }
+
+    /// The next message as JSON; panics at the deadline.
+    pub fn next(&mut self) -> serde_json::Value {
+        let raw = self
+            .next_raw(DEADLINE)
+            .expect("no broadcast arrived before the deadline");
+        serde_json::from_str(&raw).expect("broadcast is JSON")
+    }
+}
