@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::event::Alert;
 use crate::service::Dispatcher;
 use serde_json::json;
+use std::time::Duration;
 
 /// How the alert is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ fn sync(config: &Config, alert: &Alert, as_json: bool) -> anyhow::Result<String>
     let mut sent = Vec::new();
     for driver in &config.broadcast.drivers {
         let mut b = broadcast::build(*driver, &config.broadcast);
-        b.broadcast(alert)
+        b.broadcast(alert, Duration::from_secs(config.queue.timeout))
             .map_err(|e| anyhow::anyhow!("{} driver: {e}", driver.as_str()))?;
         sent.push(driver.as_str());
     }

@@ -49,14 +49,21 @@ pub fn error(target: &str, e: &redis::RedisError) -> RedisError {
 
 /// Opens a connection with connect, read and write timeouts.
 pub fn connect(url: &str) -> Result<redis::Connection, RedisError> {
+    connect_within(url, IO_TIMEOUT)
+}
+
+/// Opens a connection; connecting and every later read and write give up after at most
+/// `timeout` (and connecting after at most [`CONNECT_TIMEOUT`]).
+pub fn connect_within(url: &str, timeout: Duration) -> Result<redis::Connection, RedisError> {
     let target = describe(url);
+    let timeout = timeout.max(Duration::from_millis(1));
     let client = redis::Client::open(url).map_err(|e| error(&target, &e))?;
     let con = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))
         .map_err(|e| error(&target, &e))?;
-    con.set_read_timeout(Some(IO_TIMEOUT))
+    con.set_read_timeout(Some(timeout))
         .map_err(|e| error(&target, &e))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))
+    con.set_write_timeout(Some(timeout))
         .map_err(|e| error(&target, &e))?;
     Ok(con)
 }

@@ -301,7 +301,7 @@ impl Runner {
             .drivers
             .entry(driver)
             .or_insert_with(|| broadcast::build(driver, config));
-        broadcaster.broadcast(&job.payload)
+        broadcaster.broadcast(&job.payload, Duration::from_secs(job.timeout))
     }
 
     fn fail_undecodable(&mut self, reserved: &Reserved, reason: &str) -> Option<Ran> {

@@ -3,6 +3,7 @@
 use super::{BroadcastError, Broadcaster};
 use crate::config::BroadcastConfig;
 use crate::event::Alert;
+use std::time::Duration;
 
 /// Writes each event to the log.
 pub struct LogBroadcaster {
@@ -21,7 +22,7 @@ impl LogBroadcaster {
 }
 
 impl Broadcaster for LogBroadcaster {
-    fn broadcast(&mut self, alert: &Alert) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, alert: &Alert, _timeout: Duration) -> Result<(), BroadcastError> {
         log::info!(
             "broadcast [{}] {} on {}: {}",
             alert.severity,

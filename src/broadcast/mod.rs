@@ -10,6 +10,7 @@ pub use self::redis::RedisBroadcaster;
 
 use crate::config::{BroadcastConfig, Driver};
 use crate::event::Alert;
+use std::time::Duration;
 
 /// Why a broadcast failed, and whether trying again can help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,8 +32,9 @@ impl BroadcastError {
 
 /// Sends alerts' events somewhere.
 pub trait Broadcaster: Send {
-    /// Broadcasts one alert's event.
-    fn broadcast(&mut self, alert: &Alert) -> Result<(), BroadcastError>;
+    /// Broadcasts one alert's event. Every network call inside must give up within
+    /// `timeout` (the job's own deadline) with a retryable error.
+    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError>;
 }
 
 /// Builds the broadcaster for `driver`. Connections are opened lazily, on first use.

@@ -2,12 +2,13 @@
 
 use super::{BroadcastError, Broadcaster};
 use crate::event::Alert;
+use std::time::Duration;
 
 /// Discards events.
 pub struct NullBroadcaster;
 
 impl Broadcaster for NullBroadcaster {
-    fn broadcast(&mut self, _alert: &Alert) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, _alert: &Alert, _timeout: Duration) -> Result<(), BroadcastError> {
         Ok(())
     }
 }
