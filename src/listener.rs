@@ -14,8 +14,14 @@ use log::{debug, info, warn};
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::{Duration, Instant};
 
+/// The listener's `application_name` in `pg_stat_activity`.
+pub const APP_NAME: &str = "items-listen";
 /// How often the session wakes without a notification, to notice a stop request.
 const POLL: Duration = Duration::from_millis(200);
+/// How often the session proves both servers are alive (a `SELECT 1`, a Redis marker check).
+const TICK: Duration = Duration::from_secs(1);
+/// How often a standby listener tries to take the lock: the takeover delay after a failure.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// Payloads are logged up to this many bytes, so an 8000-byte payload cannot flood the log.
 const LOG_PAYLOAD_MAX: usize = 120;
 
@@ -113,14 +119,43 @@ impl Alerter {
                     );
                 }
             }
-            Err(e) => {
-                self.dispatcher = None;
-                let (delay, first) = self.redis.failed();
-                self.retry_at = Instant::now() + delay;
-                if first {
-                    warn!("cannot dispatch: {e}; keeping the latest alert until Redis is back");
+            Err(e) => self.redis_failed(&e),
+        }
+    }
+
+    /// True when Redis lost its data since the last check (a restart without persistence):
+    /// the queued alerts are gone, so the current state must be dispatched again.
+    fn redis_was_emptied(&mut self) -> bool {
+        if Instant::now() < self.retry_at {
+            return false;
+        }
+        let result = match &mut self.dispatcher {
+            Some(d) => d.claim_marker(),
+            None => Dispatcher::connect(&self.config).and_then(|d| {
+                let d = self.dispatcher.insert(d);
+                d.claim_marker()
+            }),
+        };
+        match result {
+            Ok(newly_set) => {
+                if let Some(down) = self.redis.succeeded() {
+                    info!("Redis is back after {:.1} s", down.as_secs_f64());
                 }
+                newly_set
             }
+            Err(e) => {
+                self.redis_failed(&e);
+                false
+            }
+        }
+    }
+
+    fn redis_failed(&mut self, e: &crate::redis_conn::RedisError) {
+        self.dispatcher = None;
+        let (delay, first) = self.redis.failed();
+        self.retry_at = Instant::now() + delay;
+        if first {
+            warn!("lost Redis: {e}; keeping the latest alert until it is back");
         }
     }
 
@@ -151,7 +186,7 @@ impl Alerter {
 /// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
 /// seen immediately); once running, it reconnects by itself.
 pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let mut db = Db::connect(&config.database_url)?;
+    let mut db = Db::connect_as(&config.database_url, APP_NAME)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter {
         config: config.clone(),
@@ -188,7 +223,7 @@ fn reconnect(
             return None;
         }
         alerter.flush();
-        match Db::connect(&config.database_url) {
+        match Db::connect_as(&config.database_url, APP_NAME) {
             Ok(db) => return Some(db),
             Err(e) => debug!("still cannot reach PostgreSQL: {e}"),
         }
@@ -207,7 +242,8 @@ fn sleep_unless_stopped(total: Duration, shutdown: &Shutdown) -> bool {
     shutdown.requested()
 }
 
-/// One connection's life: LISTEN, rate the current count, then handle notifications.
+/// One connection's life: become the active listener, LISTEN, rate the current count, then
+/// handle notifications, checking both servers every [`TICK`].
 fn session(
     db: &mut Db,
     alerter: &mut Alerter,
@@ -215,6 +251,9 @@ fn session(
     shutdown: &Shutdown,
 ) -> Result<(), DbError> {
     let channel = alerter.config.listen_channel.clone();
+    if !become_active(db, &channel, shutdown)? {
+        return Ok(());
+    }
     db.client
         .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
         .map_err(|e| db.error(e))?;
@@ -225,18 +264,26 @@ fn session(
         ),
         None => info!("listening on channel {channel} at {}", db.target()),
     }
-    let count = db.item_count()?;
-    let count = u64::try_from(count).unwrap_or(0);
-    info!(
-        "current count is {count} (threshold {})",
-        alerter.config.threshold
-    );
-    alerter.on_count(count);
+    // Mark Redis as seen before rating, so the first tick does not mistake it for emptied.
+    alerter.redis_was_emptied();
+    rate_current(db, alerter)?;
+    let mut last_tick = Instant::now();
     loop {
         if shutdown.requested() {
             return Ok(());
         }
         alerter.flush();
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            // A query on a dead connection fails here (keepalives bound a half-open one).
+            db.client
+                .simple_query("SELECT 1")
+                .map_err(|e| db.error(e))?;
+            if alerter.redis_was_emptied() {
+                info!("Redis came back empty; re-rating the current count");
+                rate_current(db, alerter)?;
+            }
+        }
         let next = db.client.notifications().timeout_iter(POLL).next();
         match next {
             Ok(Some(n)) => alerter.on_payload(n.payload()),
@@ -248,6 +295,50 @@ fn session(
                 });
             }
             Ok(None) => {}
+        }
+    }
+}
+
+/// Rates the count the trigger keeps, so changes made while we were away are not missed.
+fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
+    let count = u64::try_from(db.item_count()?).unwrap_or(0);
+    info!(
+        "current count is {count} (threshold {})",
+        alerter.config.threshold
+    );
+    alerter.on_count(count);
+    Ok(())
+}
+
+/// Waits until this process holds the channel's advisory lock; false if asked to stop first.
+///
+/// The lock belongs to the PostgreSQL session, so when the active listener dies or loses its
+/// connection the server releases it and a standby takes over within [`STANDBY_POLL`].
+fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool, DbError> {
+    let key = format!("inventory-broadcast:{channel}");
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        let row = db
+            .client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .map_err(|e| db.error(e))?;
+        if row.get::<_, bool>(0) {
+            if let Some(since) = waiting_since {
+                info!(
+                    "took over as the active listener after {:.1} s on standby",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(true);
+        }
+        if waiting_since.is_none() {
+            info!(
+                "standby: another items-listen is active on channel {channel}; waiting to take over"
+            );
+            waiting_since = Some(Instant::now());
+        }
+        if sleep_unless_stopped(STANDBY_POLL, shutdown) {
+            return Ok(false);
         }
     }
 }

@@ -6,6 +6,9 @@ use crate::queue::job::BROADCAST_KIND;
 use crate::queue::{Job, Queue};
 use crate::redis_conn::RedisError;
 
+/// The key (under the queue prefix) whose absence tells the listener Redis lost its data.
+const MARKER: &str = "listener:marker";
+
 /// Turns counts into alerts and alerts into queued jobs.
 pub struct Dispatcher {
     config: Config,
@@ -30,6 +33,12 @@ impl Dispatcher {
             source,
         );
         (alert.severity >= self.config.min_severity).then_some(alert)
+    }
+
+    /// Sets the "Redis still has our data" marker; true when it was missing (first start, or
+    /// Redis restarted without persistence or was flushed).
+    pub fn claim_marker(&mut self) -> Result<bool, RedisError> {
+        self.queue.claim_marker(MARKER)
     }
 
     /// Pushes one job per broadcast driver for `alert`, in one round trip.

@@ -174,3 +174,22 @@ fn notify_queues_a_job_of_any_severity() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_channel_name_with_quotes_and_spaces_is_quoted_not_spliced() {
+    let mut w = World::new();
+    let channel = "inventory \"odd\"; DROP TABLE items; --";
+    w.set("INVENTORY_LISTEN_CHANNEL", channel);
+    let out = w.run("items-listen", &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sub = w.subscribe();
+    let listener = w.spawn("items-listen", &[]);
+    let _worker = w.spawn("queue-work", &[]);
+    listener.wait_for_log("listening on channel");
+    w.db.insert(20);
+    assert_eq!(sub.next()["data"]["count"], 20);
+}

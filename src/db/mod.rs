@@ -69,9 +69,23 @@ fn reason(e: &postgres::Error) -> String {
     if text.is_empty() { e.to_string() } else { text }
 }
 
+/// SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash shutdown,
+/// cannot connect now): the server is going away or not yet back.
+fn is_server_going_away(e: &postgres::Error) -> bool {
+    e.code()
+        .map(|c| c.code())
+        .is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
+}
+
 impl Db {
     /// Connects with a timeout and TCP keepalives.
     pub fn connect(url: &str) -> Result<Db, DbError> {
+        Db::connect_as(url, "inventory-broadcast")
+    }
+
+    /// Connects, showing `application_name` in `pg_stat_activity` (so an administrator can
+    /// tell the listener's session from the worker's).
+    pub fn connect_as(url: &str, application_name: &str) -> Result<Db, DbError> {
         let target = describe(url);
         let mut cfg: postgres::Config =
             url.parse().map_err(|e: postgres::Error| DbError::Connect {
@@ -84,7 +98,7 @@ impl Db {
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES)
             .tcp_user_timeout(TCP_USER_TIMEOUT)
-            .application_name("inventory-broadcast");
+            .application_name(application_name);
         let client = cfg.connect(postgres::NoTls).map_err(|e| DbError::Connect {
             target: target.clone(),
             reason: reason(&e),
@@ -92,10 +106,11 @@ impl Db {
         Ok(Db { client, target })
     }
 
-    /// Wraps a postgres error with the server name; a closed connection becomes `Connect`.
+    /// Wraps a postgres error with the server name; a closed connection, or a server shutting
+    /// down or starting up, becomes `Connect` (reconnecting helps).
     pub fn error(&self, e: postgres::Error) -> DbError {
         let target = self.target.clone();
-        if e.is_closed() || self.client.is_closed() {
+        if e.is_closed() || self.client.is_closed() || is_server_going_away(&e) {
             DbError::Connect {
                 target,
                 reason: reason(&e),

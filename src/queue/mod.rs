@@ -208,6 +208,17 @@ impl Queue {
         Ok(owned as usize)
     }
 
+    /// Sets `{prefix}{name}` if it is missing; true when it was missing.
+    pub fn claim_marker(&mut self, name: &str) -> Result<bool, RedisError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}{name}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .query(&mut self.con)
+            .map_err(|e| self.err(e))?;
+        Ok(set.is_some())
+    }
+
     /// Pending, delayed and reserved counts of queue `name`.
     pub fn sizes(&mut self, name: &str) -> Result<Sizes, RedisError> {
         let k = self.keys(name);

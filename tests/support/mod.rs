@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod private;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -163,25 +165,7 @@ impl World {
 
     /// Starts a long-running binary whose stderr is collected line by line.
     pub fn spawn(&self, bin: &str, args: &[&str]) -> Proc {
-        let mut child = self
-            .command(bin, args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn binary");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Proc {
-            child,
-            lines,
-            name: bin.to_string(),
-        }
+        Proc::from_command(self.command(bin, args), bin)
     }
 
     pub fn queue(&self) -> inventory_broadcast::queue::Queue {
@@ -233,6 +217,32 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns `cmd`, collecting its stderr line by line.
+    pub fn from_command(mut cmd: Command, name: &str) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().expect("log lock").clone()
     }
@@ -293,46 +303,92 @@ impl Drop for Proc {
     }
 }
 
-/// A real Redis SUBSCRIBE on one channel.
+/// A real Redis SUBSCRIBE on one channel, on a thread that resubscribes if the server goes
+/// away. Uses the crate's PubSub reader: a plain connection's read timeout makes it skip the
+/// next reply, which would silently drop messages.
 pub struct Subscriber {
-    con: redis::Connection,
+    got: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    cursor: usize,
 }
 
 impl Subscriber {
+    /// Subscribes on the shared test Redis.
     pub fn new(channel: &str) -> Subscriber {
-        let mut con = redis::Client::open(redis_url())
-            .expect("redis url")
-            .get_connection()
-            .expect("connect redis");
-        con.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        redis::cmd("SUBSCRIBE")
-            .arg(channel)
-            .exec(&mut con)
-            .expect("subscribe");
-        Subscriber { con }
+        Subscriber::on(&redis_url(), channel)
+    }
+
+    /// Subscribes on the Redis at `url`; returns once the subscription is active.
+    pub fn on(url: &str, channel: &str) -> Subscriber {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (sink, halt, url, channel) = (
+            Arc::clone(&got),
+            Arc::clone(&stop),
+            url.to_string(),
+            channel.to_string(),
+        );
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let client = redis::Client::open(url.as_str()).expect("redis url");
+                let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(300))
+                else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let mut pubsub = con.as_pubsub();
+                if pubsub.subscribe(&channel).is_err()
+                    || pubsub
+                        .set_read_timeout(Some(Duration::from_millis(100)))
+                        .is_err()
+                {
+                    continue;
+                }
+                let _ = ready_tx.send(());
+                while !halt.load(Ordering::SeqCst) {
+                    match pubsub.get_message() {
+                        Ok(msg) => {
+                            let payload: String = msg.get_payload().unwrap_or_default();
+                            sink.lock()
+                                .expect("subscriber lock")
+                                .push((Instant::now(), payload));
+                        }
+                        Err(e) if e.is_timeout() => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(DEADLINE)
+            .expect("subscription never became active");
+        Subscriber {
+            got,
+            stop,
+            cursor: 0,
+        }
+    }
+
+    /// Every message so far, with when it arrived.
+    pub fn all(&self) -> Vec<(Instant, String)> {
+        self.got.lock().expect("subscriber lock").clone()
     }
 
     /// The next message's raw payload, or `None` at the deadline.
     pub fn next_raw(&mut self, within: Duration) -> Option<String> {
         let end = Instant::now() + within;
-        while Instant::now() < end {
-            match self.con.recv_response() {
-                Ok(redis::Value::Array(items)) | Ok(redis::Value::Push { data: items, .. }) => {
-                    if let Some(redis::Value::BulkString(kind)) = items.first() {
-                        if kind.as_slice() == b"message" {
-                            if let Some(redis::Value::BulkString(payload)) = items.get(2) {
-                                return Some(String::from_utf8_lossy(payload).into_owned());
-                            }
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if e.is_timeout() => {}
-                Err(e) => panic!("subscriber: {e}"),
+        loop {
+            if let Some((_, payload)) = self.got.lock().expect("subscriber lock").get(self.cursor) {
+                self.cursor += 1;
+                return Some(payload.clone());
             }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        None
     }
 
     /// The next message as JSON; panics at the deadline.
@@ -341,5 +397,11 @@ impl Subscriber {
             .next_raw(DEADLINE)
             .expect("no broadcast arrived before the deadline");
         serde_json::from_str(&raw).expect("broadcast is JSON")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

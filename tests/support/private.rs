@@ -1,0 +1,300 @@
+//! Private PostgreSQL and Redis servers on free loopback ports, for tests that stop, kill or
+//! pause a server: never the shared services. Each is killed when dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ready() {
+        assert!(
+            Instant::now() < end,
+            "{what} did not happen within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// The directory of `initdb`/`pg_ctl`: the newest /usr/lib/postgresql/N/bin, else PATH.
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort_by_key(|d| {
+        d.parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A PostgreSQL cluster of its own (trust auth, superuser `postgres`).
+pub struct PgServer {
+    pub port: u16,
+    dir: PathBuf,
+    as_root: bool,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let as_root = is_root();
+        if as_root {
+            // PostgreSQL refuses to run as root.
+            let ok = Command::new("chown")
+                .arg("postgres:")
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown the private cluster to postgres");
+        }
+        let pg = PgServer {
+            port: free_port(),
+            dir,
+            as_root,
+        };
+        let data = pg.data();
+        let out = pg
+            .cmd("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn cmd(&self, bin: &str) -> Command {
+        let path = pg_bin(bin);
+        let mut cmd = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &opts, "-l"])
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "30", "start"])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(
+            "private PostgreSQL accepting connections",
+            Duration::from_secs(30),
+            || postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok(),
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: what an administrator's restart does.
+    pub fn stop_fast(&self) {
+        let out = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .expect("connect to private PostgreSQL")
+    }
+
+    /// A new database on this server, migrated; returns its URL.
+    pub fn create_db(&self) -> String {
+        let name = format!("ib_fault_{}", super::tag());
+        self.admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let url = self.url(&name);
+        let mut db = inventory_broadcast::db::Db::connect(&url).expect("connect");
+        inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");
+        url
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis server of its own; keeps nothing on disk, so a restart comes back empty.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("ib-redis-{}", super::tag()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+            dir,
+        };
+        r.up();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, empty) on its port and waits for PONG.
+    pub fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let url = self.url();
+        wait_until("private Redis answering", Duration::from_secs(10), || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// SIGKILL: the data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: connections stay open but nothing is answered (a hung server).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("url")
+            .get_connection()
+            .expect("connect private redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+        let _ = std::fs::remove_dir_all(Path::new(&self.dir));
+    }
+}
