@@ -68,17 +68,32 @@ fn short(text: &str) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
+/// Most alerts kept while they cannot be queued. Notifications that arrive together are
+/// queued in one round trip; while Redis is down only the latest one is kept (bounded memory).
+const MAX_BATCH: usize = 1000;
+
 /// Rates counts and gets their alerts onto the queue, surviving Redis outages.
 struct Alerter {
     config: Config,
     dispatcher: Option<Dispatcher>,
-    /// The latest alert not yet queued (older ones are superseded by it).
-    undelivered: Option<Alert>,
+    /// Alerts not yet queued, oldest first.
+    pending: Vec<Alert>,
     redis: Backoff,
     retry_at: Instant,
 }
 
 impl Alerter {
+    fn new(config: &Config, dispatcher: Dispatcher) -> Alerter {
+        Alerter {
+            config: config.clone(),
+            dispatcher: Some(dispatcher),
+            pending: Vec::new(),
+            redis: Backoff::new(),
+            retry_at: Instant::now(),
+        }
+    }
+
+    /// Rates `count` and keeps its alert for the next [`Alerter::flush`].
     fn on_count(&mut self, count: u64) {
         let alert = Alert::new(
             count,
@@ -86,16 +101,22 @@ impl Alerter {
             &self.config.boundaries,
             "items-listen",
         );
+        let redis_down = self.dispatcher.is_none();
         if alert.severity < self.config.min_severity {
             debug!(
                 "count {count} is {} ({}%): below the alert minimum",
                 alert.severity, alert.percentage
             );
-            self.undelivered = None;
+            if redis_down {
+                // Only the latest state matters after an outage, and it is below alert level.
+                self.pending.clear();
+            }
             return;
         }
-        self.undelivered = Some(alert);
-        self.flush();
+        if redis_down {
+            self.pending.clear();
+        }
+        self.pending.push(alert);
     }
 
     fn on_payload(&mut self, payload: &str) {
@@ -105,9 +126,9 @@ impl Alerter {
         }
     }
 
-    /// Dispatches the undelivered alert, if Redis is (back) up.
+    /// Queues the pending alerts in one round trip, if Redis is (back) up.
     fn flush(&mut self) {
-        if self.undelivered.is_none() || Instant::now() < self.retry_at {
+        if self.pending.is_empty() || Instant::now() < self.retry_at {
             return;
         }
         match self.try_dispatch() {
@@ -119,7 +140,12 @@ impl Alerter {
                     );
                 }
             }
-            Err(e) => self.redis_failed(&e),
+            Err(e) => {
+                // Keep only the latest: it carries the state that matters.
+                let keep = self.pending.len().saturating_sub(1);
+                self.pending.drain(..keep);
+                self.redis_failed(&e);
+            }
         }
     }
 
@@ -164,19 +190,14 @@ impl Alerter {
             Some(d) => d,
             None => self.dispatcher.insert(Dispatcher::connect(&self.config)?),
         };
-        if let Some(alert) = &self.undelivered {
-            let jobs = dispatcher.dispatch(alert)?;
+        let jobs = dispatcher.dispatch_all(&self.pending)?;
+        let per_alert = jobs.len() / self.pending.len().max(1);
+        for alert in self.pending.drain(..) {
             info!(
-                "count {} is {} ({}% of {}): dispatched {} job(s), alert {}",
-                alert.count,
-                alert.severity,
-                alert.percentage,
-                alert.threshold,
-                jobs.len(),
-                alert.alert_id
+                "count {} is {} ({}% of {}): dispatched {per_alert} job(s), alert {}",
+                alert.count, alert.severity, alert.percentage, alert.threshold, alert.alert_id
             );
         }
-        self.undelivered = None;
         Ok(())
     }
 }
@@ -188,13 +209,7 @@ impl Alerter {
 pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut db = Db::connect_as(&config.database_url, APP_NAME)?;
     let dispatcher = Dispatcher::connect(config)?;
-    let mut alerter = Alerter {
-        config: config.clone(),
-        dispatcher: Some(dispatcher),
-        undelivered: None,
-        redis: Backoff::new(),
-        retry_at: Instant::now(),
-    };
+    let mut alerter = Alerter::new(config, dispatcher);
     let mut pg = Backoff::new();
     loop {
         let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {
@@ -267,6 +282,7 @@ fn session(
     // Mark Redis as seen before rating, so the first tick does not mistake it for emptied.
     alerter.redis_was_emptied();
     rate_current(db, alerter)?;
+    alerter.flush();
     let mut last_tick = Instant::now();
     loop {
         if shutdown.requested() {
@@ -282,11 +298,15 @@ fn session(
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
                 rate_current(db, alerter)?;
+                alerter.flush();
             }
         }
         let next = db.client.notifications().timeout_iter(POLL).next();
         match next {
-            Ok(Some(n)) => alerter.on_payload(n.payload()),
+            Ok(Some(n)) => {
+                alerter.on_payload(n.payload());
+                drain_buffered(db, alerter)?;
+            }
             Err(e) => return Err(db.error(e)),
             Ok(None) if db.client.is_closed() => {
                 return Err(DbError::Connect {
@@ -297,6 +317,26 @@ fn session(
             Ok(None) => {}
         }
     }
+}
+
+/// Takes every notification already received, so a burst is queued in one round trip
+/// instead of one per notification.
+fn drain_buffered(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
+    let result = {
+        let mut notifications = db.client.notifications();
+        let mut buffered = notifications.iter();
+        loop {
+            if alerter.pending.len() >= MAX_BATCH {
+                break Ok(());
+            }
+            match buffered.next() {
+                Ok(Some(n)) => alerter.on_payload(n.payload()),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    result.map_err(|e| db.error(e))
 }
 
 /// Rates the count the trigger keeps, so changes made while we were away are not missed.

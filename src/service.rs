@@ -43,7 +43,15 @@ impl Dispatcher {
 
     /// Pushes one job per broadcast driver for `alert`, in one round trip.
     pub fn dispatch(&mut self, alert: &Alert) -> Result<Vec<Job>, RedisError> {
-        let jobs = jobs_for(&self.config, alert);
+        self.dispatch_all(std::slice::from_ref(alert))
+    }
+
+    /// Pushes the jobs of several alerts, in order, in one round trip.
+    pub fn dispatch_all(&mut self, alerts: &[Alert]) -> Result<Vec<Job>, RedisError> {
+        let jobs: Vec<Job> = alerts
+            .iter()
+            .flat_map(|a| jobs_for(&self.config, a))
+            .collect();
         self.queue.push(&self.config.queue.names[0], &jobs)?;
         Ok(jobs)
     }
