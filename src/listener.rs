@@ -8,11 +8,11 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::event::Alert;
-use crate::service::Dispatcher;
+use crate::service::{Dispatcher, People, Plan};
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
 use postgres::fallible_iterator::FallibleIterator;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the session wakes without a notification, to notice a stop request.
 const POLL: Duration = Duration::from_millis(200);
@@ -80,7 +80,10 @@ impl Alerter {
             &self.config.boundaries,
             "items-listen",
         );
-        if alert.severity < self.config.min_severity {
+        // Below the minimum, a count is not broadcast, but it may still resolve an alert that
+        // people were told about, so the policy sees every count once Slack or email is on.
+        let people = !crate::service::enabled(&self.config).is_empty();
+        if alert.severity < self.config.min_severity && !people {
             debug!(
                 "count {count} is {} ({}%): below the alert minimum",
                 alert.severity, alert.percentage
@@ -130,16 +133,29 @@ impl Alerter {
             None => self.dispatcher.insert(Dispatcher::connect(&self.config)?),
         };
         if let Some(alert) = &self.undelivered {
-            let jobs = dispatcher.dispatch(alert)?;
-            info!(
-                "count {} is {} ({}% of {}): dispatched {} job(s), alert {}",
-                alert.count,
-                alert.severity,
-                alert.percentage,
-                alert.threshold,
-                jobs.len(),
-                alert.alert_id
-            );
+            let plan = Plan {
+                broadcast: alert.severity >= self.config.min_severity,
+                people: People::Policy,
+            };
+            let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
+            if jobs.is_empty() {
+                debug!(
+                    "count {} is {} ({}%): nothing to send",
+                    alert.count, alert.severity, alert.percentage
+                );
+            } else {
+                let kinds: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
+                info!(
+                    "count {} is {} ({}% of {}): dispatched {} job(s) ({}), alert {}",
+                    alert.count,
+                    alert.severity,
+                    alert.percentage,
+                    alert.threshold,
+                    jobs.len(),
+                    kinds.join(", "),
+                    alert.alert_id
+                );
+            }
         }
         self.undelivered = None;
         Ok(())
