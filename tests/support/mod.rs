@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod fake_pusher;
+pub mod fake_smtp;
+pub mod fake_webhook;
+pub mod http;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
