@@ -3,6 +3,10 @@
 //! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
 //! new session re-rates the current count, so a change made while we were away is not missed.
 //! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
+//!
+//! Broadcasts go out for every count at or above the minimum severity. When Slack or email is
+//! on, every count also goes through the alert policy ([`crate::notify::policy`]), because a
+//! count under the threshold may resolve an alert that people were told about.
 
 use crate::backoff::Backoff;
 use crate::config::Config;
@@ -176,6 +180,16 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         redis: Backoff::new(),
         retry_at: Instant::now(),
     };
+    for (channel, policy) in crate::service::enabled(config) {
+        info!(
+            "telling people via {} from severity {}; unchanged severity repeated after {} s, \
+             resolved below {} items",
+            channel.as_str(),
+            policy.min_severity,
+            policy.repeat_interval.as_secs(),
+            policy.resolve_below
+        );
+    }
     let mut pg = Backoff::new();
     loop {
         let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {

@@ -101,53 +101,47 @@ impl Dispatcher {
         let name = self.config.queue.names[0].clone();
         let channels = enabled(&self.config);
         let resolve_below = self.config.notify.resolve_below.limit(alert.threshold);
-        let notice = |kind, previous| Notice {
-            kind,
-            previous,
-            resolve_below,
-            host: self.host.clone(),
+        let host = &self.host;
+        let queue = &self.config.queue;
+        // Records one message for people: returned, and queued as a job unless --sync.
+        let tell = |g: &mut Guarded<Vec<(Channel, Notice)>>, channel: Channel, kind, previous| {
+            let notice = Notice {
+                kind,
+                previous,
+                resolve_below,
+                host: host.clone(),
+            };
+            if queue_notices {
+                let job = Job::new(
+                    channel.job_kind(),
+                    alert.clone(),
+                    queue.tries,
+                    queue.backoff.clone(),
+                    queue.timeout,
+                );
+                g.jobs.push(job.with_notice(notice.clone()));
+            }
+            g.value.push((channel, notice));
         };
-        let job = |channel: Channel, notice: &Notice| {
-            let q = &self.config.queue;
-            Job::new(
-                channel.job_kind(),
-                alert.clone(),
-                q.tries,
-                q.backoff.clone(),
-                q.timeout,
-            )
-            .with_notice(notice.clone())
-        };
-        let mut guarded = Guarded {
-            writes: Vec::new(),
-            jobs: broadcast,
-            value: Vec::new(),
-        };
-        let keys: Vec<String> = match people {
-            People::Skip => Vec::new(),
-            People::Force => {
+        if people != People::Policy || channels.is_empty() {
+            let mut g = Guarded {
+                writes: Vec::new(),
+                jobs: broadcast,
+                value: Vec::new(),
+            };
+            if people == People::Force {
                 for (channel, _) in &channels {
-                    let n = notice(NoticeKind::Manual, None);
-                    if queue_notices {
-                        guarded.jobs.push(job(*channel, &n));
-                    }
-                    guarded.value.push((*channel, n));
+                    tell(&mut g, *channel, NoticeKind::Manual, None);
                 }
-                Vec::new()
             }
-            People::Policy => {
-                let keys = self.queue.keys(&name);
-                channels
-                    .iter()
-                    .map(|(c, _)| keys.alert_state(c.as_str()))
-                    .collect()
-            }
-        };
-        if keys.is_empty() {
-            let jobs = guarded.jobs.clone();
-            self.queue.push(&name, &jobs)?;
-            return Ok((guarded.value, jobs));
+            self.queue.push(&name, &g.jobs)?;
+            return Ok((g.value, g.jobs));
         }
+        let keys = self.queue.keys(&name);
+        let keys: Vec<String> = channels
+            .iter()
+            .map(|(c, _)| keys.alert_state(c.as_str()))
+            .collect();
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -155,7 +149,7 @@ impl Dispatcher {
         let decide = |values: &[Option<String>]| {
             let mut g = Guarded {
                 writes: Vec::new(),
-                jobs: guarded.jobs.clone(),
+                jobs: broadcast.clone(),
                 value: Vec::new(),
             };
             for (((channel, policy), key), raw) in channels.iter().zip(&keys).zip(values) {
@@ -166,26 +160,21 @@ impl Dispatcher {
                     let value = next.map(|s| serde_json::to_string(&s).unwrap_or_default());
                     g.writes.push((key.clone(), value));
                 }
-                let n = match decision {
-                    Decision::Quiet => continue,
-                    Decision::Raise { previous } => notice(NoticeKind::Raised, previous),
-                    Decision::Repeat => notice(NoticeKind::Repeated, None),
-                    Decision::Resolve { was } => notice(NoticeKind::Resolved, Some(was)),
-                };
-                if queue_notices {
-                    g.jobs.push(job(*channel, &n));
+                match decision {
+                    Decision::Quiet => {}
+                    Decision::Raise { previous } => {
+                        tell(&mut g, *channel, NoticeKind::Raised, previous);
+                    }
+                    Decision::Repeat => tell(&mut g, *channel, NoticeKind::Repeated, None),
+                    Decision::Resolve { was } => {
+                        tell(&mut g, *channel, NoticeKind::Resolved, Some(was));
+                    }
                 }
-                g.value.push((*channel, n));
             }
             g
         };
-        let mut pushed = Vec::new();
-        let notices = self.queue.push_guarded(&name, &keys, |values| {
-            let g = decide(values);
-            pushed = g.jobs.clone();
-            g
-        })?;
-        Ok((notices, pushed))
+        let applied = self.queue.push_guarded(&name, &keys, decide)?;
+        Ok((applied.value, applied.jobs))
     }
 }
 

@@ -137,12 +137,13 @@ impl Queue {
     /// Optimistic locking: the keys are WATCHed, so when another client changes one between
     /// the read and the EXEC, nothing is applied and `decide` runs again on the new values.
     /// Two listeners deciding about the same state can therefore never both act on it.
+    /// Returns the decision that was applied.
     pub fn push_guarded<T>(
         &mut self,
         name: &str,
         keys: &[String],
         mut decide: impl FnMut(&[Option<String>]) -> Guarded<T>,
-    ) -> Result<T, RedisError> {
+    ) -> Result<Guarded<T>, RedisError> {
         let k = self.keys(name);
         for _ in 0..GUARDED_TRIES {
             let values: Vec<Option<String>> = if keys.is_empty() {
@@ -162,7 +163,7 @@ impl Queue {
                 redis::cmd("UNWATCH")
                     .exec(&mut self.con)
                     .map_err(|e| self.err(e))?;
-                return Ok(guarded.value);
+                return Ok(guarded);
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -186,7 +187,7 @@ impl Queue {
             }
             let reply: redis::Value = pipe.query(&mut self.con).map_err(|e| self.err(e))?;
             if reply != redis::Value::Nil {
-                return Ok(guarded.value);
+                return Ok(guarded);
             }
         }
         Err(RedisError {
