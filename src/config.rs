@@ -1009,8 +1009,13 @@ fn pusher_config(l: &Layers, selected: bool) -> Result<Option<PusherConfig>, Con
             .map_err(|e| l.invalid("broadcast.event", format!("{e} (pusher driver)")))?;
     }
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]") // an IPv6 address
+    let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else if host.contains(':') {
+        return Err(l.invalid(
+            "pusher.host",
+            "must be a host name without a port; set the port with PUSHER_PORT",
+        ));
     } else {
         host
     };
@@ -1612,6 +1617,10 @@ mod tests {
             c(&[("PUSHER_HOST", "ws.local"), ("PUSHER_SCHEME", "http")]).base_url,
             "http://ws.local:80"
         );
+        assert_eq!(
+            c(&[("PUSHER_HOST", "::1"), ("PUSHER_PORT", "6001")]).base_url,
+            "https://[::1]:6001"
+        );
         let all = c(&[]);
         assert_eq!((all.app_id.as_str(), all.key.as_str()), ("123", "key"));
         assert_eq!(all.secret.expose(), "s3cret-value");
@@ -1623,6 +1632,7 @@ mod tests {
             ("PUSHER_SCHEME", "ftp", "pusher.scheme"),
             ("PUSHER_PORT", "70000", "pusher.port"),
             ("PUSHER_HOST", "http://soketi:6001", "pusher.host"),
+            ("PUSHER_HOST", "soketi:6001", "pusher.host"),
             ("PUSHER_APP_CLUSTER", "eu/1", "pusher.cluster"),
             ("PUSHER_APP_KEY", "a&b", "pusher.key"),
             (

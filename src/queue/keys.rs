@@ -20,15 +20,6 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The alert-policy state of a people channel (`slack`, `mail`). It shares the queue's
-    /// hash tag because it is written in the same transaction that pushes the notification
-    /// jobs, and a Redis Cluster transaction must stay within one slot.
-    pub fn alert_state(&self, channel: &str) -> String {
-        format!("{}:alerts:{channel}", self.pending)
-    }
-}
-
-impl Keys {
     /// The keys of queue `name` under `prefix`.
     pub fn new(prefix: &str, name: &str) -> Keys {
         let pending = format!("{prefix}{{queues:{name}}}");
@@ -39,6 +30,13 @@ impl Keys {
             attempts: format!("{pending}:attempts"),
             pending,
         }
+    }
+
+    /// The alert-policy state of a people channel (`slack`, `mail`). It shares the queue's
+    /// hash tag because it is written in the same transaction that pushes the notification
+    /// jobs, and a Redis Cluster transaction must stay within one slot.
+    pub fn alert_state(&self, channel: &str) -> String {
+        format!("{}:alerts:{channel}", self.pending)
     }
 }
 
