@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  notify --count 25                 # queue it; prints the job id and severity\n  notify --count 25 --sync          # broadcast now, without the queue\n  notify --count 25 --dry-run       # print the event JSON; touch nothing"
+    after_help = "Examples:\n  notify --count 25                 # queue it; prints the job id and severity\n  notify --count 25 --sync          # broadcast now, without the queue\n  notify --count 25 --dry-run       # print the event JSON; touch nothing\n  notify --count 31 --force         # also page Slack/email, whatever the alert policy says"
 )]
 struct Args {
     /// The item count to rate and broadcast.
@@ -24,6 +24,10 @@ struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also tell Slack and email (those switched on), even when the alert policy would stay
+    /// quiet; nothing is recorded in the policy's state.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -43,6 +47,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         manual::Mode::Queue
     };
-    println!("{}", manual::notify(&cfg, args.count, mode, args.json)?);
+    let out = manual::notify(&cfg, args.count, mode, args.json, args.force)?;
+    println!("{out}");
     Ok(())
 }

@@ -5,6 +5,10 @@
 //! count ([`severity`]) and [`service`] queues one [`queue::Job`] per driver → [`worker`]
 //! reserves jobs and sends the [`event`] through [`broadcast`] drivers, retrying with backoff
 //! and recording the last failure in `failed_jobs` ([`db::failed`]). [`manual`] is `notify`.
+//!
+//! Beside the broadcast, [`notify`] tells people (Slack, email) what its alert
+//! [`notify::policy`] lets through: rises, reminders, and one "resolved". [`http`] is the HTTP
+//! client the pusher driver and Slack share.
 
 pub mod backoff;
 pub mod broadcast;
@@ -12,8 +16,10 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod event;
+pub mod http;
 pub mod listener;
 pub mod manual;
+pub mod notify;
 pub mod queue;
 pub mod redis_conn;
 pub mod service;

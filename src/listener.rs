@@ -3,16 +3,20 @@
 //! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
 //! new session re-rates the current count, so a change made while we were away is not missed.
 //! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
+//!
+//! Broadcasts go out for every count at or above the minimum severity. When Slack or email is
+//! on, every count also goes through the alert policy ([`crate::notify::policy`]), because a
+//! count under the threshold may resolve an alert that people were told about.
 
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::event::Alert;
-use crate::service::Dispatcher;
+use crate::service::{Dispatcher, People, Plan};
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
 use postgres::fallible_iterator::FallibleIterator;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The listener's `application_name` in `pg_stat_activity`.
 pub const APP_NAME: &str = "items-listen";
@@ -78,6 +82,9 @@ struct Alerter {
     dispatcher: Option<Dispatcher>,
     /// Alerts not yet queued, oldest first.
     pending: Vec<Alert>,
+    /// True when a people channel (Slack, email) is on: then every count goes through the
+    /// alert policy, even below the broadcast minimum, since it may resolve an alert.
+    people: bool,
     redis: Backoff,
     retry_at: Instant,
 }
@@ -88,6 +95,7 @@ impl Alerter {
             config: config.clone(),
             dispatcher: Some(dispatcher),
             pending: Vec::new(),
+            people: !crate::service::enabled(config).is_empty(),
             redis: Backoff::new(),
             retry_at: Instant::now(),
         }
@@ -102,7 +110,9 @@ impl Alerter {
             "items-listen",
         );
         let redis_down = self.dispatcher.is_none();
-        if alert.severity < self.config.min_severity {
+        // Below the minimum, a count is not broadcast, but it may still resolve an alert that
+        // people were told about, so the policy sees every count once Slack or email is on.
+        if alert.severity < self.config.min_severity && !self.people {
             debug!(
                 "count {count} is {} ({}%): below the alert minimum",
                 alert.severity, alert.percentage
@@ -190,13 +200,43 @@ impl Alerter {
             Some(d) => d,
             None => self.dispatcher.insert(Dispatcher::connect(&self.config)?),
         };
-        let jobs = dispatcher.dispatch_all(&self.pending)?;
-        let per_alert = jobs.len() / self.pending.len().max(1);
-        for alert in self.pending.drain(..) {
-            info!(
-                "count {} is {} ({}% of {}): dispatched {per_alert} job(s), alert {}",
-                alert.count, alert.severity, alert.percentage, alert.threshold, alert.alert_id
-            );
+        if !self.people {
+            let jobs = dispatcher.broadcast_all(&self.pending)?;
+            let per_alert = jobs.len() / self.pending.len().max(1);
+            for alert in self.pending.drain(..) {
+                info!(
+                    "count {} is {} ({}% of {}): dispatched {per_alert} job(s), alert {}",
+                    alert.count, alert.severity, alert.percentage, alert.threshold, alert.alert_id
+                );
+            }
+            return Ok(());
+        }
+        // The people policy decides per alert, each in its own transaction.
+        while let Some(alert) = self.pending.first() {
+            let plan = Plan {
+                broadcast: alert.severity >= self.config.min_severity,
+                people: People::Policy,
+            };
+            let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
+            if jobs.is_empty() {
+                debug!(
+                    "count {} is {} ({}%): nothing to send",
+                    alert.count, alert.severity, alert.percentage
+                );
+            } else {
+                let kinds: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
+                info!(
+                    "count {} is {} ({}% of {}): dispatched {} job(s) ({}), alert {}",
+                    alert.count,
+                    alert.severity,
+                    alert.percentage,
+                    alert.threshold,
+                    jobs.len(),
+                    kinds.join(", "),
+                    alert.alert_id
+                );
+            }
+            self.pending.remove(0);
         }
         Ok(())
     }
@@ -210,6 +250,16 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut db = Db::connect_as(&config.database_url, APP_NAME)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter::new(config, dispatcher);
+    for (channel, policy) in crate::service::enabled(config) {
+        info!(
+            "telling people via {} from severity {}; unchanged severity repeated after {} s, \
+             resolved below {} items",
+            channel.as_str(),
+            policy.min_severity,
+            policy.repeat_interval.as_secs(),
+            policy.resolve_below
+        );
+    }
     let mut pg = Backoff::new();
     loop {
         let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {

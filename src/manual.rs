@@ -1,11 +1,15 @@
 //! `notify`: raise an alert by hand, through the queue, at once (`--sync`), or as a dry run.
+//!
+//! The broadcast goes out whatever the severity. Slack and email obey the alert policy like
+//! the listener's alerts do (so a test run by hand cannot page anyone twice), unless `--force`.
 
 use crate::broadcast;
 use crate::config::Config;
 use crate::event::Alert;
-use crate::service::Dispatcher;
+use crate::notify::{self, Channel, Message, Notice};
+use crate::service::{Dispatcher, People, Plan};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How the alert is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,28 +23,50 @@ pub enum Mode {
 }
 
 /// Raises an alert for `count` (any severity, `info` too) and returns what to print.
-pub fn notify(config: &Config, count: u64, mode: Mode, as_json: bool) -> anyhow::Result<String> {
+/// `force` sends to every enabled people channel, bypassing (and not recording in) the policy.
+pub fn notify(
+    config: &Config,
+    count: u64,
+    mode: Mode,
+    as_json: bool,
+    force: bool,
+) -> anyhow::Result<String> {
     let alert = Alert::new(count, config.threshold, &config.boundaries, "notify");
+    let people = if force { People::Force } else { People::Policy };
     match mode {
         Mode::DryRun => Ok(alert.redis_message(&config.broadcast.event)),
-        Mode::Sync => sync(config, &alert, as_json),
-        Mode::Queue => queue(config, &alert, as_json),
+        Mode::Sync => sync(config, &alert, people, as_json),
+        Mode::Queue => queue(config, &alert, people, as_json),
     }
 }
 
-fn sync(config: &Config, alert: &Alert, as_json: bool) -> anyhow::Result<String> {
+fn sync(config: &Config, alert: &Alert, people: People, as_json: bool) -> anyhow::Result<String> {
+    let timeout = Duration::from_secs(config.queue.timeout);
     let mut sent = Vec::new();
     for driver in &config.broadcast.drivers {
         let mut b = broadcast::build(*driver, &config.broadcast);
-        b.broadcast(alert, Duration::from_secs(config.queue.timeout))
+        b.broadcast(alert, timeout)
             .map_err(|e| anyhow::anyhow!("{} driver: {e}", driver.as_str()))?;
         sent.push(driver.as_str());
     }
+    let notices = sync_notices(config, alert, people)?;
+    let mut told = Vec::new();
+    for (channel, notice) in &notices {
+        notify::build(*channel, &config.notify)
+            .send(&Message::new(alert, notice), timeout)
+            .map_err(|e| anyhow::anyhow!("{} notification: {e}", channel.as_str()))?;
+        told.push(channel.as_str());
+    }
     Ok(if as_json {
-        json!({"alert": alert, "broadcast": sent}).to_string()
+        json!({"alert": alert, "broadcast": sent, "notified": told}).to_string()
     } else {
+        let told = if told.is_empty() {
+            String::new()
+        } else {
+            format!("; notified {}", told.join(", "))
+        };
         format!(
-            "broadcast count {} ({}, {}% of {}) via {}; alert {}",
+            "broadcast count {} ({}, {}% of {}) via {}{told}; alert {}",
             alert.count,
             alert.severity,
             alert.percentage,
@@ -51,9 +77,26 @@ fn sync(config: &Config, alert: &Alert, as_json: bool) -> anyhow::Result<String>
     })
 }
 
-fn queue(config: &Config, alert: &Alert, as_json: bool) -> anyhow::Result<String> {
+/// The messages `--sync` sends itself. Forced ones need no Redis; the policy's do (its state).
+fn sync_notices(
+    config: &Config,
+    alert: &Alert,
+    people: People,
+) -> anyhow::Result<Vec<(Channel, Notice)>> {
+    if crate::service::enabled(config).is_empty() {
+        return Ok(Vec::new());
+    }
     let mut dispatcher = Dispatcher::connect(config)?;
-    let jobs = dispatcher.dispatch(alert)?;
+    Ok(dispatcher.decide_people(alert, people, SystemTime::now())?)
+}
+
+fn queue(config: &Config, alert: &Alert, people: People, as_json: bool) -> anyhow::Result<String> {
+    let mut dispatcher = Dispatcher::connect(config)?;
+    let plan = Plan {
+        broadcast: true,
+        people,
+    };
+    let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
     let queue = &config.queue.names[0];
     Ok(if as_json {
         let ids: Vec<_> = jobs

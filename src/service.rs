@@ -1,10 +1,38 @@
-//! Rate a count, decide whether it is worth an alert, and dispatch the jobs that deliver it.
+//! Rate a count, decide what it sets in motion, and dispatch the jobs that deliver it: one
+//! broadcast job per driver, and the Slack and email jobs the alert policy lets through.
 
 use crate::config::Config;
 use crate::event::Alert;
+use crate::notify::policy::{Decision, Policy, State};
+use crate::notify::{Channel, Notice, NoticeKind};
 use crate::queue::job::BROADCAST_KIND;
-use crate::queue::{Job, Queue};
+use crate::queue::{Guarded, Job, Queue};
 use crate::redis_conn::RedisError;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How an alert treats the people channels (Slack, email).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum People {
+    /// Ask the alert policy, and record what it decided (the listener, `notify`).
+    Policy,
+    /// Tell every enabled channel, whatever the policy says, and record nothing
+    /// (`notify --force`).
+    Force,
+    /// Leave them out.
+    Skip,
+}
+
+/// What one alert sets in motion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Queue a broadcast job per driver.
+    pub broadcast: bool,
+    /// What to do about people.
+    pub people: People,
+}
+
+/// What people are told (each channel with its notice), and every job pushed.
+type Decided = (Vec<(Channel, Notice)>, Vec<Job>);
 
 /// The key (under the queue prefix) whose absence tells the listener Redis lost its data.
 const MARKER: &str = "listener:marker";
@@ -13,6 +41,7 @@ const MARKER: &str = "listener:marker";
 pub struct Dispatcher {
     config: Config,
     queue: Queue,
+    host: String,
 }
 
 impl Dispatcher {
@@ -21,6 +50,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             config: config.clone(),
             queue: Queue::connect(&config.redis_url, &config.queue.prefix)?,
+            host: crate::notify::host_name(),
         })
     }
 
@@ -41,13 +71,9 @@ impl Dispatcher {
         self.queue.claim_marker(MARKER)
     }
 
-    /// Pushes one job per broadcast driver for `alert`, in one round trip.
-    pub fn dispatch(&mut self, alert: &Alert) -> Result<Vec<Job>, RedisError> {
-        self.dispatch_all(std::slice::from_ref(alert))
-    }
-
-    /// Pushes the jobs of several alerts, in order, in one round trip.
-    pub fn dispatch_all(&mut self, alerts: &[Alert]) -> Result<Vec<Job>, RedisError> {
+    /// Pushes the broadcast jobs of several alerts, in order, in one round trip: the fast
+    /// path for a burst of notifications when no people channel (Slack, email) is on.
+    pub fn broadcast_all(&mut self, alerts: &[Alert]) -> Result<Vec<Job>, RedisError> {
         let jobs: Vec<Job> = alerts
             .iter()
             .flat_map(|a| jobs_for(&self.config, a))
@@ -55,6 +81,148 @@ impl Dispatcher {
         self.queue.push(&self.config.queue.names[0], &jobs)?;
         Ok(jobs)
     }
+
+    /// Pushes the jobs `plan` asks for. The policy's state and the jobs are written in one
+    /// transaction: either both happen or neither, so a failed push is simply tried again
+    /// later, and two listeners never both notify. `now` is the policy's clock.
+    pub fn dispatch(
+        &mut self,
+        alert: &Alert,
+        plan: Plan,
+        now: SystemTime,
+    ) -> Result<Vec<Job>, RedisError> {
+        let broadcast = if plan.broadcast {
+            jobs_for(&self.config, alert)
+        } else {
+            Vec::new()
+        };
+        Ok(self.decide(alert, plan.people, now, broadcast, true)?.1)
+    }
+
+    /// Decides and records what people are told about `alert`, without queueing anything:
+    /// for `notify --sync`, which sends the messages itself.
+    pub fn decide_people(
+        &mut self,
+        alert: &Alert,
+        people: People,
+        now: SystemTime,
+    ) -> Result<Vec<(Channel, Notice)>, RedisError> {
+        Ok(self.decide(alert, people, now, Vec::new(), false)?.0)
+    }
+
+    fn decide(
+        &mut self,
+        alert: &Alert,
+        people: People,
+        now: SystemTime,
+        broadcast: Vec<Job>,
+        queue_notices: bool,
+    ) -> Result<Decided, RedisError> {
+        let name = self.config.queue.names[0].clone();
+        let channels = enabled(&self.config);
+        let resolve_below = self.config.notify.resolve_below.limit(alert.threshold);
+        let host = &self.host;
+        let queue = &self.config.queue;
+        // Records one message for people: returned, and queued as a job unless --sync.
+        let tell = |g: &mut Guarded<Vec<(Channel, Notice)>>, channel: Channel, kind, previous| {
+            let notice = Notice {
+                kind,
+                previous,
+                resolve_below,
+                host: host.clone(),
+            };
+            if queue_notices {
+                let job = Job::new(
+                    channel.job_kind(),
+                    alert.clone(),
+                    queue.tries,
+                    queue.backoff.clone(),
+                    queue.timeout,
+                );
+                g.jobs.push(job.with_notice(notice.clone()));
+            }
+            g.value.push((channel, notice));
+        };
+        if people != People::Policy || channels.is_empty() {
+            let mut g = Guarded {
+                writes: Vec::new(),
+                jobs: broadcast,
+                value: Vec::new(),
+            };
+            if people == People::Force {
+                for (channel, _) in &channels {
+                    tell(&mut g, *channel, NoticeKind::Manual, None);
+                }
+            }
+            self.queue.push(&name, &g.jobs)?;
+            return Ok((g.value, g.jobs));
+        }
+        let keys = self.queue.keys(&name);
+        let keys: Vec<String> = channels
+            .iter()
+            .map(|(c, _)| keys.alert_state(c.as_str()))
+            .collect();
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // Runs again, from scratch, whenever another process changed the state meanwhile.
+        let decide = |values: &[Option<String>]| {
+            let mut g = Guarded {
+                writes: Vec::new(),
+                jobs: broadcast.clone(),
+                value: Vec::new(),
+            };
+            for (((channel, policy), key), raw) in channels.iter().zip(&keys).zip(values) {
+                let previous = raw.as_deref().and_then(parse_state);
+                let unreadable = raw.is_some() && previous.is_none();
+                let (decision, next) = policy.decide(previous, alert.count, alert.severity, now_ms);
+                if next != previous || unreadable {
+                    let value = next.map(|s| serde_json::to_string(&s).unwrap_or_default());
+                    g.writes.push((key.clone(), value));
+                }
+                match decision {
+                    Decision::Quiet => {}
+                    Decision::Raise { previous } => {
+                        tell(&mut g, *channel, NoticeKind::Raised, previous);
+                    }
+                    Decision::Repeat => tell(&mut g, *channel, NoticeKind::Repeated, None),
+                    Decision::Resolve { was } => {
+                        tell(&mut g, *channel, NoticeKind::Resolved, Some(was));
+                    }
+                }
+            }
+            g
+        };
+        let applied = self.queue.push_guarded(&name, &keys, decide)?;
+        Ok((applied.value, applied.jobs))
+    }
+}
+
+/// A stored state; an unreadable one (written by hand, or by an incompatible version) counts
+/// as "no alert open", which at worst sends one message too many: never one too few.
+fn parse_state(raw: &str) -> Option<State> {
+    let state = serde_json::from_str(raw);
+    if state.is_err() {
+        log::warn!("ignoring unreadable alert state {raw:?}");
+    }
+    state.ok()
+}
+
+/// The people channels that are switched on, each with its policy.
+pub fn enabled(config: &Config) -> Vec<(Channel, Policy)> {
+    let n = &config.notify;
+    Channel::ALL
+        .into_iter()
+        .filter_map(|channel| {
+            let min_severity = channel.min_severity(n)?;
+            let policy = Policy {
+                min_severity,
+                repeat_interval: n.repeat_interval,
+                resolve_below: n.resolve_below.limit(config.threshold),
+            };
+            Some((channel, policy))
+        })
+        .collect()
 }
 
 /// The jobs that deliver `alert`: one per driver, so a slow driver never delays another.

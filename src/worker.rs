@@ -4,6 +4,7 @@ use crate::backoff::Backoff;
 use crate::broadcast::{self, BroadcastError, Broadcaster};
 use crate::config::{Config, Driver};
 use crate::db::{Db, failed};
+use crate::notify;
 use crate::queue::job::BROADCAST_KIND;
 use crate::queue::{Job, Outcome, Queue, Reserved};
 use crate::redis_conn::RedisError;
@@ -229,6 +230,7 @@ struct Runner {
     config: Config,
     overrides: Overrides,
     drivers: HashMap<Driver, Box<dyn Broadcaster>>,
+    notifiers: HashMap<notify::Channel, Box<dyn notify::Notifier>>,
     db: Option<Db>,
 }
 
@@ -238,6 +240,7 @@ impl Runner {
             config: config.clone(),
             overrides,
             drivers: HashMap::new(),
+            notifiers: HashMap::new(),
             db: None,
         }
     }
@@ -291,6 +294,9 @@ impl Runner {
     }
 
     fn execute(&mut self, job: &Job) -> Result<(), BroadcastError> {
+        if let Some(name) = job.job.strip_prefix(notify::NOTIFY_KIND) {
+            return self.notify(name, job);
+        }
         let driver = job
             .job
             .strip_prefix(BROADCAST_KIND)
@@ -302,6 +308,22 @@ impl Runner {
             .entry(driver)
             .or_insert_with(|| broadcast::build(driver, config));
         broadcaster.broadcast(&job.payload, Duration::from_secs(job.timeout))
+    }
+
+    /// Runs a `notify:<channel>` job: the message for people that the alert policy decided on.
+    fn notify(&mut self, name: &str, job: &Job) -> Result<(), BroadcastError> {
+        let channel = notify::Channel::parse(name)
+            .ok_or_else(|| BroadcastError::Permanent(format!("unknown job kind `{}`", job.job)))?;
+        let notice = job.notice.as_ref().ok_or_else(|| {
+            BroadcastError::Permanent(format!("{} job without its notice", job.job))
+        })?;
+        let config = &self.config.notify;
+        let notifier = self
+            .notifiers
+            .entry(channel)
+            .or_insert_with(|| notify::build(channel, config));
+        let message = notify::Message::new(&job.payload, notice);
+        notifier.send(&message, Duration::from_secs(job.timeout))
     }
 
     fn fail_undecodable(&mut self, reserved: &Reserved, reason: &str) -> Option<Ran> {

@@ -210,7 +210,11 @@ impl<'a> Rig<'a> {
         {
             let skip = self.lost_with_redis.get(i).copied().unwrap_or(0);
             for line in p.log().iter().skip(skip) {
-                if let Some(id) = line.split("job(s), alert ").nth(1) {
+                if let Some(id) = line
+                    .split(", alert ")
+                    .nth(1)
+                    .filter(|_| line.contains("dispatched"))
+                {
                     ids.insert(id.trim().to_string());
                 }
             }

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod alert_policy;
 mod binaries;
+mod delivery;
 mod pipeline;
 mod queue;

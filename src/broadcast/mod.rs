@@ -2,10 +2,12 @@
 
 mod log;
 mod null;
+pub mod pusher;
 mod redis;
 
 pub use self::log::LogBroadcaster;
 pub use self::null::NullBroadcaster;
+pub use self::pusher::PusherBroadcaster;
 pub use self::redis::RedisBroadcaster;
 
 use crate::config::{BroadcastConfig, Driver};
@@ -41,6 +43,7 @@ pub trait Broadcaster: Send {
 pub fn build(driver: Driver, config: &BroadcastConfig) -> Box<dyn Broadcaster> {
     match driver {
         Driver::Redis => Box::new(RedisBroadcaster::new(config)),
+        Driver::Pusher => Box::new(PusherBroadcaster::new(config)),
         Driver::Log => Box::new(LogBroadcaster::new(config)),
         Driver::Null => Box::new(NullBroadcaster),
     }

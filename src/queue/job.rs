@@ -1,6 +1,7 @@
 //! The job envelope: what a queue entry holds.
 
 use crate::event::{Alert, now_rfc3339};
+use crate::notify::Notice;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +24,10 @@ pub struct Job {
     pub created_at: String,
     /// The alert to deliver.
     pub payload: Alert,
+    /// For a notification job (`notify:…`), why people are told. Absent from broadcast jobs,
+    /// so their bytes are as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
 }
 
 /// Kind prefix of broadcast jobs; the driver name follows it.
@@ -40,7 +45,14 @@ impl Job {
             timeout,
             created_at: now_rfc3339(),
             payload: alert,
+            notice: None,
         }
+    }
+
+    /// This job, carrying `notice` (a notification job).
+    pub fn with_notice(mut self, notice: Notice) -> Job {
+        self.notice = Some(notice);
+        self
     }
 
     /// The job's bytes in the queue.

@@ -31,6 +31,13 @@ impl Keys {
             pending,
         }
     }
+
+    /// The alert-policy state of a people channel (`slack`, `mail`). It shares the queue's
+    /// hash tag because it is written in the same transaction that pushes the notification
+    /// jobs, and a Redis Cluster transaction must stay within one slot.
+    pub fn alert_state(&self, channel: &str) -> String {
+        format!("{}:alerts:{channel}", self.pending)
+    }
 }
 
 #[cfg(test)]
@@ -45,5 +52,9 @@ mod tests {
         assert_eq!(k.reserved, "inventory:{queues:default}:reserved");
         assert_eq!(k.notify, "inventory:{queues:default}:notify");
         assert_eq!(k.attempts, "inventory:{queues:default}:attempts");
+        assert_eq!(
+            k.alert_state("slack"),
+            "inventory:{queues:default}:alerts:slack"
+        );
     }
 }

@@ -21,6 +21,21 @@ static FINISH: &str = include_str!("finish.lua");
 /// Shortest blocking wait: Redis treats 0 as "forever".
 const MIN_BLOCK: Duration = Duration::from_millis(1);
 
+/// How often [`Queue::push_guarded`] re-reads after losing a race: contention comes from a
+/// handful of listeners, so a few tries always suffice; the bound only stops a runaway loop.
+const GUARDED_TRIES: usize = 100;
+
+/// What a [`Queue::push_guarded`] decision applies.
+#[derive(Debug, Default)]
+pub struct Guarded<T> {
+    /// Keys to set (`Some`) or delete (`None`).
+    pub writes: Vec<(String, Option<String>)>,
+    /// Jobs to push.
+    pub jobs: Vec<Job>,
+    /// What the caller gets back.
+    pub value: T,
+}
+
 /// A job taken from a queue, owned by this worker until its deadline.
 #[derive(Debug, Clone)]
 pub struct Reserved {
@@ -114,6 +129,75 @@ impl Queue {
         }
         inv.invoke::<i64>(&mut self.con).map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Reads `keys`, lets `decide` choose from their values what to write and which jobs to
+    /// push onto queue `name`, and applies both in one MULTI/EXEC.
+    ///
+    /// Optimistic locking: the keys are WATCHed, so when another client changes one between
+    /// the read and the EXEC, nothing is applied and `decide` runs again on the new values.
+    /// Two listeners deciding about the same state can therefore never both act on it.
+    /// Returns the decision that was applied.
+    pub fn push_guarded<T>(
+        &mut self,
+        name: &str,
+        keys: &[String],
+        mut decide: impl FnMut(&[Option<String>]) -> Guarded<T>,
+    ) -> Result<Guarded<T>, RedisError> {
+        let k = self.keys(name);
+        for _ in 0..GUARDED_TRIES {
+            let values: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("WATCH")
+                    .arg(keys)
+                    .exec(&mut self.con)
+                    .map_err(|e| self.err(e))?;
+                redis::cmd("MGET")
+                    .arg(keys)
+                    .query(&mut self.con)
+                    .map_err(|e| self.err(e))?
+            };
+            let guarded = decide(&values);
+            if guarded.writes.is_empty() && guarded.jobs.is_empty() {
+                redis::cmd("UNWATCH")
+                    .exec(&mut self.con)
+                    .map_err(|e| self.err(e))?;
+                return Ok(guarded);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (key, value) in &guarded.writes {
+                match value {
+                    Some(v) => pipe.set(key, v),
+                    None => pipe.del(key),
+                };
+            }
+            if !guarded.jobs.is_empty() {
+                // The push script's own source: EVALSHA could meet NOSCRIPT inside EXEC.
+                let push = pipe
+                    .cmd("EVAL")
+                    .arg(PUSH)
+                    .arg(2)
+                    .arg(&k.pending)
+                    .arg(&k.notify);
+                for job in &guarded.jobs {
+                    push.arg(job.encode());
+                }
+            }
+            let reply: redis::Value = pipe.query(&mut self.con).map_err(|e| self.err(e))?;
+            if reply != redis::Value::Nil {
+                return Ok(guarded);
+            }
+        }
+        Err(RedisError {
+            target: self.target.clone(),
+            reason: format!(
+                "alert state kept changing under {GUARDED_TRIES} tries; another process \
+                 writes it constantly"
+            ),
+            dropped: false,
+        })
     }
 
     /// Reserves up to `max` jobs from queue `name` for `retry_after`.

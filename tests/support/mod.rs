@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod fake_pusher;
+pub mod fake_smtp;
+pub mod fake_webhook;
+pub mod http;
 pub mod private;
 
 use std::collections::HashMap;
