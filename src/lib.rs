@@ -6,6 +6,7 @@
 //! reserves jobs and sends the [`event`] through [`broadcast`] drivers, retrying with backoff
 //! and recording the last failure in `failed_jobs` ([`db::failed`]). [`manual`] is `notify`.
 
+pub mod admin;
 pub mod backoff;
 pub mod broadcast;
 pub mod cli;
