@@ -3,6 +3,8 @@
 
 mod support;
 
+mod admin;
 mod binaries;
 mod pipeline;
 mod queue;
+mod worker;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+use inventory_broadcast::event::Alert;
+use inventory_broadcast::queue::Job;
+use inventory_broadcast::severity::Boundaries;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -193,6 +196,35 @@ impl World {
         Subscriber::new(&self.channel)
     }
 
+    /// A subscriber on this world's channel at another Redis (e.g. a [`RedisServer`]).
+    pub fn subscribe_at(&self, url: &str) -> Subscriber {
+        Subscriber::at(url, &self.channel)
+    }
+
+    /// Pushes `n` jobs of `kind` onto queue `name`, in batches; returns them.
+    pub fn push_jobs(&self, name: &str, kind: &str, n: usize) -> Vec<Job> {
+        let jobs: Vec<Job> = (0..n).map(|i| job(kind, 20 + i as u64)).collect();
+        let mut q = self.queue();
+        for batch in jobs.chunks(1000) {
+            q.push(name, batch).expect("push jobs");
+        }
+        jobs
+    }
+
+    /// Runs `queue-work status --json` (with `args`) and parses it.
+    pub fn status(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["status", "--json"];
+        all.extend_from_slice(args);
+        let out = self.run("queue-work", &all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
     pub fn redis(&self) -> redis::Connection {
         redis::Client::open(redis_url())
             .expect("redis url")
@@ -213,6 +245,24 @@ impl Drop for World {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut con);
             }
         }
+    }
+}
+
+/// A job of `kind` carrying an alert for `count` (3 tries, backoff 1 s, timeout 60 s).
+pub fn job(kind: &str, count: u64) -> Job {
+    let alert = Alert::new(count, 20, &Boundaries::default(), "test");
+    Job::new(kind.into(), alert, 3, vec![1], 60)
+}
+
+/// Waits until `check` returns `Some`, polling; panics with `what` at the deadline.
+pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -268,9 +318,24 @@ impl Proc {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Index of the first log line containing `needle`, if any.
+    pub fn log_index(&self, needle: &str) -> Option<usize> {
+        self.log().iter().position(|l| l.contains(needle))
+    }
+
+    /// Waits for the process to exit; returns its exit code (`None`: killed by a signal).
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let end = Instant::now() + DEADLINE;
+        self.wait_exit_within(DEADLINE)
+    }
+
+    /// As [`Proc::wait_exit`], with another deadline.
+    pub fn wait_exit_within(&mut self, within: Duration) -> Option<i32> {
+        let end = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code();
@@ -293,46 +358,87 @@ impl Drop for Proc {
     }
 }
 
-/// A real Redis SUBSCRIBE on one channel.
+/// A real Redis SUBSCRIBE on one channel, spoken in plain RESP over TCP.
+///
+/// Not the `redis` crate's connection: after a read timeout it skips the next reply it
+/// reads, which in subscribe mode is the next message, so polling with a timeout would lose
+/// messages. Here bytes are buffered and only whole frames are taken, so a timeout loses
+/// nothing.
 pub struct Subscriber {
-    con: redis::Connection,
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
 }
 
 impl Subscriber {
     pub fn new(channel: &str) -> Subscriber {
-        let mut con = redis::Client::open(redis_url())
-            .expect("redis url")
-            .get_connection()
-            .expect("connect redis");
-        con.set_read_timeout(Some(Duration::from_millis(100)))
+        Subscriber::at(&redis_url(), channel)
+    }
+
+    /// A subscriber on `channel` at the Redis at `url` (no password).
+    pub fn at(url: &str, channel: &str) -> Subscriber {
+        use std::io::Write;
+        let client = redis::Client::open(url).expect("redis url");
+        let addr = client.get_connection_info().addr().to_string();
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect redis");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
-        redis::cmd("SUBSCRIBE")
-            .arg(channel)
-            .exec(&mut con)
-            .expect("subscribe");
-        Subscriber { con }
+        let command = format!(
+            "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        stream.write_all(command.as_bytes()).expect("subscribe");
+        let mut sub = Subscriber {
+            stream,
+            buf: Vec::new(),
+        };
+        let confirmed = sub
+            .next_frame(DEADLINE)
+            .expect("subscribe confirmation before the deadline");
+        assert_eq!(
+            confirmed.first().map(Vec::as_slice),
+            Some(&b"subscribe"[..])
+        );
+        sub
+    }
+
+    /// The next whole frame (an array of bulk strings or integers), or `None` at the deadline.
+    fn next_frame(&mut self, within: Duration) -> Option<Vec<Vec<u8>>> {
+        use std::io::Read;
+        let end = Instant::now() + within;
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("subscriber: Redis closed the connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("subscriber: {e}"),
+            }
+        }
     }
 
     /// The next message's raw payload, or `None` at the deadline.
     pub fn next_raw(&mut self, within: Duration) -> Option<String> {
         let end = Instant::now() + within;
-        while Instant::now() < end {
-            match self.con.recv_response() {
-                Ok(redis::Value::Array(items)) | Ok(redis::Value::Push { data: items, .. }) => {
-                    if let Some(redis::Value::BulkString(kind)) = items.first() {
-                        if kind.as_slice() == b"message" {
-                            if let Some(redis::Value::BulkString(payload)) = items.get(2) {
-                                return Some(String::from_utf8_lossy(payload).into_owned());
-                            }
-                        }
-                    }
+        loop {
+            let frame = self.next_frame(end.saturating_duration_since(Instant::now()))?;
+            if frame.first().map(Vec::as_slice) == Some(b"message") {
+                if let Some(payload) = frame.get(2) {
+                    return Some(String::from_utf8_lossy(payload).into_owned());
                 }
-                Ok(_) => {}
-                Err(e) if e.is_timeout() => {}
-                Err(e) => panic!("subscriber: {e}"),
             }
         }
-        None
     }
 
     /// The next message as JSON; panics at the deadline.
@@ -342,4 +448,186 @@ impl Subscriber {
             .expect("no broadcast arrived before the deadline");
         serde_json::from_str(&raw).expect("broadcast is JSON")
     }
+}
+
+/// Parses one RESP2 array of bulk strings / integers from the start of `buf`; returns it and
+/// the bytes it used, or `None` when the frame is not complete yet.
+fn parse_frame(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let rest = buf.get(at..)?;
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        Some((&rest[..end], at + end + 2))
+    }
+    fn number(bytes: &[u8]) -> i64 {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .expect("RESP length")
+    }
+    let (head, mut at) = line(buf, 0)?;
+    assert_eq!(head.first(), Some(&b'*'), "unexpected RESP frame {head:?}");
+    let n = number(&head[1..]);
+    let mut items = Vec::new();
+    for _ in 0..n {
+        let (item, next) = line(buf, at)?;
+        match item.first() {
+            Some(b'$') => {
+                let len = number(&item[1..]) as usize;
+                let data = buf.get(next..next + len)?;
+                buf.get(next + len..next + len + 2)?;
+                items.push(data.to_vec());
+                at = next + len + 2;
+            }
+            Some(b':') => {
+                items.push(item[1..].to_vec());
+                at = next;
+            }
+            other => panic!("unexpected RESP item {other:?}"),
+        }
+    }
+    Some((items, at))
+}
+
+/// A private `redis-server` on a free loopback port, for tests that must stop, pause or kill a
+/// Redis (the shared one is never touched). Killed when dropped.
+///
+/// `pause` (SIGSTOP) makes every call to it hang: the kernel still accepts connections and
+/// buffers what is sent, but nothing answers until `resume` (SIGCONT). That is a real "driver
+/// that blocks until told".
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server and waits (with a deadline) until it answers PING.
+    pub fn start() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("ib-redis-{}", tag()));
+        std::fs::create_dir_all(&dir).expect("redis temp dir");
+        // Another process may take the free port between our probe and the server's bind:
+        // then the server exits at once, and we try another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer {
+                child: None,
+                port,
+                dir: dir.clone(),
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start a private redis-server (is it installed? scripts/services)");
+    }
+
+    /// Starts the server process on `self.port`; true once it answers.
+    fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--loglevel", "warning"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            if let Some(child) = &mut self.child {
+                if child.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            let ping = redis::Client::open(self.url()).and_then(|c| {
+                let mut con = c.get_connection_with_timeout(Duration::from_millis(200))?;
+                redis::cmd("PING").query::<String>(&mut con)
+            });
+            if ping.is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("the private redis-server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} redis-server");
+    }
+
+    /// Freezes the server (SIGSTOP): calls to it hang until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Kills the server (SIGKILL, works when paused too) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server politely (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            self.signal("CONT");
+            self.signal("TERM");
+        }
+        if let Some(mut child) = self.child.take() {
+            let end = Instant::now() + DEADLINE;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts a fresh, empty one on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.launch(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
 }
