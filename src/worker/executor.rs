@@ -59,9 +59,12 @@ struct Lane {
     results: mpsc::Receiver<Result<(), BroadcastError>>,
 }
 
+/// Builds the driver for a job kind, on the job thread (drivers own their connections there).
+pub type Build = Arc<dyn Fn(Driver) -> Box<dyn Broadcaster> + Send + Sync>;
+
 /// Runs driver calls with a deadline.
 pub struct Executor {
-    config: BroadcastConfig,
+    build: Build,
     lane: Option<Lane>,
     /// One clone per live thread: counts the threads that have not ended yet.
     live: Arc<()>,
@@ -70,8 +73,14 @@ pub struct Executor {
 impl Executor {
     /// An executor for drivers built from `config`; threads start on first use.
     pub fn new(config: &BroadcastConfig) -> Executor {
+        let config = config.clone();
+        Executor::with_drivers(Arc::new(move |driver| broadcast::build(driver, &config)))
+    }
+
+    /// An executor whose drivers come from `build` (tests use drivers that hang or panic).
+    pub fn with_drivers(build: Build) -> Executor {
         Executor {
-            config: config.clone(),
+            build,
             lane: None,
             live: Arc::new(()),
         }
@@ -123,7 +132,7 @@ impl Executor {
     fn spawn(&self) -> Result<Lane, AttemptError> {
         let (calls, call_rx) = mpsc::channel::<Call>();
         let (result_tx, results) = mpsc::channel();
-        let config = self.config.clone();
+        let build = Arc::clone(&self.build);
         let token = Arc::clone(&self.live);
         thread::Builder::new()
             .name("job".into())
@@ -133,7 +142,7 @@ impl Executor {
                 for call in call_rx {
                     let driver = drivers
                         .entry(call.driver)
-                        .or_insert_with(|| broadcast::build(call.driver, &config));
+                        .or_insert_with(|| build(call.driver));
                     let result = driver.broadcast(&call.alert, call.timeout);
                     if result_tx.send(result).is_err() {
                         // Abandoned: nobody waits for this answer any more.
@@ -143,5 +152,92 @@ impl Executor {
             })
             .map_err(|e| AttemptError::Spawn(e.to_string()))?;
         Ok(Lane { calls, results })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::severity::Boundaries;
+    use std::sync::mpsc::Receiver;
+    use std::sync::{Mutex, mpsc::Sender};
+
+    /// Log: succeeds. Null: waits until told (a message on its channel), then succeeds.
+    /// Redis: panics.
+    struct Fake {
+        driver: Driver,
+        release: Arc<Mutex<Receiver<()>>>,
+    }
+
+    impl Broadcaster for Fake {
+        fn broadcast(&mut self, _: &Alert, _: Duration) -> Result<(), BroadcastError> {
+            match self.driver {
+                Driver::Log => Ok(()),
+                Driver::Null => {
+                    let _ = self.release.lock().unwrap().recv();
+                    Ok(())
+                }
+                _ => panic!("this driver panics"),
+            }
+        }
+    }
+
+    fn executor() -> (Executor, Sender<()>) {
+        let (release, rx) = mpsc::channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let build: Build = Arc::new(move |driver| {
+            Box::new(Fake {
+                driver,
+                release: Arc::clone(&rx),
+            })
+        });
+        (Executor::with_drivers(build), release)
+    }
+
+    fn alert() -> Alert {
+        Alert::new(21, 20, &Boundaries::default(), "test")
+    }
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn a_hung_call_times_out_and_the_next_job_runs_on_a_fresh_thread() {
+        let (mut ex, release) = executor();
+        assert!(ex.run(Driver::Log, &alert(), SHORT).is_ok());
+        assert_eq!(ex.abandoned(), 0);
+        let err = ex.run(Driver::Null, &alert(), SHORT).unwrap_err();
+        assert!(matches!(err, AttemptError::TimedOut(_)) && err.is_retryable());
+        assert_eq!(ex.abandoned(), 1);
+        assert!(ex.run(Driver::Log, &alert(), SHORT).is_ok());
+        // Told to finish, the abandoned thread ends by itself.
+        release.send(()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while ex.abandoned() > 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "abandoned thread never ended"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_panicking_driver_is_a_failed_attempt_not_a_dead_worker() {
+        let (mut ex, _release) = executor();
+        let err = ex.run(Driver::Redis, &alert(), Duration::from_secs(5));
+        assert!(matches!(err, Err(AttemptError::Panicked)), "{err:?}");
+        assert!(ex.run(Driver::Log, &alert(), SHORT).is_ok());
+    }
+
+    #[test]
+    fn abandoned_threads_are_counted_until_they_end() {
+        let (mut ex, release) = executor();
+        for n in 1..=MAX_ABANDONED {
+            assert!(ex.run(Driver::Null, &alert(), SHORT).is_err());
+            assert_eq!(ex.abandoned(), n);
+        }
+        for _ in 0..MAX_ABANDONED {
+            release.send(()).unwrap();
+        }
     }
 }
