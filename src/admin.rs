@@ -137,7 +137,7 @@ impl Status {
         }
         let _ = writeln!(out, "\nworkers ({}):", self.workers.len());
         let mut rows = vec![row(&[
-            "NAME", "HOST", "PID", "QUEUES", "UP", "DONE", "FAILED", "NOW",
+            "NAME", "HOST", "PID", "QUEUES", "UP", "DONE", "FAILED", "STATE",
         ])];
         for w in &self.workers {
             let since = |ms: u64| human_duration(now_ms.saturating_sub(ms) as f64 / 1000.0);

@@ -341,8 +341,14 @@ impl Worker {
     }
 
     /// Runs one attempt of a decoded job; `None` when its failure could not be recorded.
-    fn attempt(&mut self, mut job: Job, reserved: &Reserved) -> Option<Ended> {
-        job.attempts = reserved.attempts;
+    fn attempt(&mut self, queued: Job, reserved: &Reserved) -> Option<Ended> {
+        // `failed_jobs` keeps the job as it was queued (with its attempts), not with this
+        // worker's overrides, so `failed retry` runs it under its own policy again.
+        let as_queued = Job {
+            attempts: reserved.attempts,
+            ..queued
+        };
+        let mut job = as_queued.clone();
         if self.overrides.tries {
             job.max_tries = self.config.queue.tries;
         }
@@ -355,7 +361,7 @@ impl Worker {
                 "attempted {} times, more than its {} tries (a worker running it stopped)",
                 reserved.attempts, job.max_tries
             );
-            return self.fail(&reserved.queue, &job, &reason);
+            return self.fail(&reserved.queue, &as_queued, &reason);
         }
         info!(
             "{}{} {} RUNNING (attempt {})",
@@ -379,7 +385,7 @@ impl Worker {
             }
             Err(e) => {
                 let reason = format!("attempt {}: {e}", reserved.attempts);
-                self.fail(&reserved.queue, &job, &reason)
+                self.fail(&reserved.queue, &as_queued, &reason)
             }
         }
     }

@@ -21,7 +21,16 @@ fn failed_jobs(w: &mut World, n: usize) -> Vec<Job> {
     let out = w.run("queue-work", &["--stop-when-empty", "--tries", "1"]);
     w.env.remove("BROADCAST_REDIS_URL");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(w.db.failed_jobs().len(), n);
+    let rows = w.db.failed_jobs();
+    assert_eq!(rows.len(), n);
+    for (_, payload, _) in rows {
+        // Stored as queued (3 tries), not with the worker's --tries 1 override.
+        let stored: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(
+            (&stored["attempts"], &stored["max_tries"]),
+            (&1.into(), &3.into())
+        );
+    }
     jobs
 }
 
