@@ -294,3 +294,22 @@ fn max_jobs_max_time_and_once_stop_when_they_should() {
     assert_eq!(stderr(&out), "");
     assert_eq!(sizes(&w, "default"), (0, 0, 0));
 }
+
+#[test]
+fn the_first_queue_has_priority_and_the_name_comes_from_the_environment() {
+    let mut w = World::new();
+    let low = w.push_jobs("default", "broadcast:null", 2);
+    let high = w.push_jobs("high", "broadcast:null", 2);
+    w.set("INVENTORY_WORKER_NAME", "from-env");
+    let out = w.run(
+        "queue-work",
+        &["--queue", "high,default", "--stop-when-empty"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let done: Vec<&str> = err.lines().filter(|l| l.contains(" DONE (")).collect();
+    assert_eq!(done.len(), 4, "{err}");
+    for (line, job) in done.iter().zip(high.iter().chain(&low)) {
+        assert!(line.contains(&format!("[from-env] {}", job.id)), "{err}");
+    }
+}

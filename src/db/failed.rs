@@ -164,6 +164,8 @@ pub const TAKE_PAGE: i64 = 500;
 /// the page commits. When `place` fails, the page rolls back and the error is returned: rows
 /// are deleted only after they are safe. The lock also means a worker that fails a retried job
 /// again while we still hold its old row waits for our commit, then records the new failure.
+/// If `place` fails after placing part of a page, that part stays in the table as well: those
+/// jobs may run twice (delivery is at least once), never zero times.
 pub fn take<E: From<DbError>>(
     db: &mut Db,
     selection: &Selection,
