@@ -76,6 +76,7 @@ pub const KEYS: &[KeySpec] = &[
     key("queue.retry_after", "INVENTORY_QUEUE_RETRY_AFTER", "90"),
     key("queue.timeout", "INVENTORY_QUEUE_TIMEOUT", "60"),
     key("queue.sleep", "INVENTORY_QUEUE_SLEEP", "1"),
+    key("worker.name", "INVENTORY_WORKER_NAME", ""),
     key("broadcast.drivers", "BROADCAST_DRIVER", "redis"),
     key(
         "broadcast.channel",
@@ -570,6 +571,8 @@ pub struct QueueConfig {
     pub timeout: u64,
     /// Longest single blocking wait for new jobs, in seconds (bounds shutdown latency).
     pub sleep: f64,
+    /// The worker's name in log lines and `queue-work status` (`None`: unnamed).
+    pub worker_name: Option<String>,
 }
 
 /// Broadcast settings.
@@ -905,6 +908,7 @@ fn queue_config(l: &Layers) -> Result<QueueConfig, ConfigError> {
         retry_after,
         timeout,
         sleep,
+        worker_name: Some(l.str("worker.name")).filter(|n| !n.is_empty()),
     })
 }
 

@@ -4,12 +4,14 @@
 //! The pipeline: the `items` trigger NOTIFYs each committed change → [`listener`] rates the
 //! count ([`severity`]) and [`service`] queues one [`queue::Job`] per driver → [`worker`]
 //! reserves jobs and sends the [`event`] through [`broadcast`] drivers, retrying with backoff
-//! and recording the last failure in `failed_jobs` ([`db::failed`]). [`manual`] is `notify`.
+//! and recording the last failure in `failed_jobs` ([`db::failed`]). [`manual`] is `notify`;
+//! [`admin`] holds `queue-work status` and `queue-work failed …`.
 //!
 //! Beside the broadcast, [`notify`] tells people (Slack, email) what its alert
 //! [`notify::policy`] lets through: rises, reminders, and one "resolved". [`http`] is the HTTP
 //! client the pusher driver and Slack share.
 
+pub mod admin;
 pub mod backoff;
 pub mod broadcast;
 pub mod cli;

@@ -37,6 +37,9 @@ pub fn error(target: &str, e: &redis::RedisError) -> RedisError {
         e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal();
     let reason = if e.is_connection_refusal() {
         format!("connection refused ({e}); is Redis running? scripts/services starts it")
+    } else if e.is_timeout() {
+        // The OS says "Resource temporarily unavailable" for a read timeout: say what it means.
+        format!("timed out waiting for a reply ({e})")
     } else {
         e.to_string()
     };

@@ -1,31 +1,45 @@
-//! `queue-work`: reserve jobs, run them, and acknowledge, retry or fail each one.
+//! `queue-work`: reserve a batch of jobs, run each with a deadline, and acknowledge, retry or
+//! fail each one; stop on a signal or on a limit (`--once`, `--max-jobs`, `--max-time`,
+//! `--stop-when-empty`).
 
+pub mod executor;
+pub mod heartbeat;
+
+use self::executor::{AttemptError, Executor, MAX_ABANDONED, Target};
+use self::heartbeat::{Heartbeat, hostname, now_ms};
 use crate::backoff::Backoff;
-use crate::broadcast::{self, BroadcastError, Broadcaster};
+use crate::broadcast::BroadcastError;
 use crate::config::{Config, Driver};
 use crate::db::{Db, failed};
 use crate::notify;
 use crate::queue::job::BROADCAST_KIND;
+use crate::queue::workers::{CurrentJob, WorkerInfo};
 use crate::queue::{Job, Outcome, Queue, Reserved};
 use crate::redis_conn::RedisError;
 use crate::shutdown::Shutdown;
 use log::{debug, error, info, warn};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// When the worker stops by itself (besides a signal).
+/// Jobs reserved per round trip. One for now: every reserved job's `retry_after` clock runs
+/// while the jobs before it in the batch run, so a larger batch needs `retry_after` to cover
+/// the whole batch. The loop is already shaped for more (and releases what it did not start).
+pub const BATCH: usize = 1;
+
+/// What the worker does and when it stops by itself (besides a signal).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Queues to take jobs from, highest priority first.
     pub queues: Vec<String>,
-    /// Run exactly one job, then stop.
+    /// Run one job, then stop; with nothing queued, wait at most `--sleep` for one.
     pub once: bool,
-    /// Stop as soon as every queue is empty.
+    /// Stop as soon as every queue is empty (nothing pending, delayed or reserved).
     pub stop_when_empty: bool,
     /// Stop after this many jobs.
     pub max_jobs: Option<u64>,
     /// Stop after this long (the job in hand finishes).
     pub max_time: Option<Duration>,
+    /// Shown in log lines and in `status`.
+    pub name: Option<String>,
     /// Settings given to the worker that win over the ones each job was queued with.
     pub overrides: Overrides,
 }
@@ -57,10 +71,24 @@ impl Summary {
     }
 }
 
+/// Why the worker could not run or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis could not be reached at start (later outages are waited out).
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// Too many abandoned job threads are still running.
+    #[error(
+        "{0} timed-out jobs are still running in the background (a driver ignores its \
+         deadline); stopping so a supervisor can start a clean worker"
+    )]
+    Stuck(usize),
+}
+
 /// Runs jobs until a stop condition in `opts` or `shutdown`.
 ///
 /// Fails at once when Redis cannot be reached at start; once running, it reconnects by itself.
-pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> anyhow::Result<Summary> {
+pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summary, WorkerError> {
     let queue = Queue::connect(&config.redis_url, &config.queue.prefix)?;
     let drivers: Vec<&str> = config
         .broadcast
@@ -68,43 +96,80 @@ pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> anyhow::Resu
         .iter()
         .map(|d| d.as_str())
         .collect();
+    let tag = opts
+        .name
+        .as_ref()
+        .map_or_else(String::new, |n| format!("[{n}] "));
     info!(
-        "working queue(s) {} at {} with driver(s) {}",
+        "{tag}working queue(s) {} at {} with driver(s) {}",
         opts.queues.join(","),
         queue.target(),
         drivers.join(",")
     );
+    let host = hostname();
+    let pid = std::process::id();
+    let info = WorkerInfo {
+        id: format!(
+            "{host}:{pid}:{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ),
+        name: opts.name.clone(),
+        host,
+        pid,
+        queues: opts.queues.clone(),
+        started_ms: now_ms(),
+        current: None,
+        done: 0,
+        retried: 0,
+        failed: 0,
+    };
+    let heartbeat = Heartbeat::start(&config.redis_url, &config.queue.prefix, info);
     let mut worker = Worker {
         queue,
-        runner: Runner::new(config, opts.overrides),
+        executor: Executor::new(config),
         config: config.clone(),
+        overrides: opts.overrides,
+        db: None,
         redis: Backoff::new(),
         summary: Summary::default(),
+        heartbeat,
+        tag,
     };
-    worker.run(opts, shutdown);
-    Ok(worker.summary)
+    let result = worker.run(opts, shutdown);
+    worker.heartbeat.stop();
+    result.map(|()| worker.summary)
 }
 
 struct Worker {
     config: Config,
+    overrides: Overrides,
     queue: Queue,
-    runner: Runner,
+    executor: Executor,
+    /// The `failed_jobs` connection, opened when the first job fails.
+    db: Option<Db>,
     redis: Backoff,
     summary: Summary,
+    heartbeat: Heartbeat,
+    /// `[name] ` or nothing: the start of every per-job line.
+    tag: String,
 }
 
 impl Worker {
-    fn run(&mut self, opts: &Options, shutdown: &Shutdown) {
+    fn run(&mut self, opts: &Options, shutdown: &Shutdown) -> Result<(), WorkerError> {
         let started = Instant::now();
         let retry_after = Duration::from_secs(self.config.queue.retry_after);
         let sleep = Duration::from_secs_f64(self.config.queue.sleep);
         let mut woke: Option<String> = None;
         loop {
             if shutdown.requested() || self.limit_reached(opts, started) {
-                return;
+                return Ok(());
             }
-            let popped = self.reserve(&opts.queues, retry_after, woke.take());
-            let (jobs, next_due) = match popped {
+            let abandoned = self.executor.abandoned();
+            if abandoned >= MAX_ABANDONED {
+                return Err(WorkerError::Stuck(abandoned));
+            }
+            let max = self.batch_size(opts);
+            let (jobs, next_due) = match self.reserve(&opts.queues, max, retry_after, woke.take()) {
                 Ok(p) => p,
                 Err(e) => {
                     self.redis_down(&e, shutdown);
@@ -117,16 +182,30 @@ impl Worker {
             if jobs.is_empty() {
                 // Empty means nothing pending and nothing delayed or reserved to come back.
                 if opts.stop_when_empty && next_due.is_none() {
-                    return;
+                    return Ok(());
                 }
-                let wait = next_due.map_or(sleep, |due| due.min(sleep));
+                // `--once` with nothing queued waits one `--sleep` for a job, as Laravel's does.
+                if opts.once && started.elapsed() >= sleep {
+                    return Ok(());
+                }
+                let mut wait = next_due.map_or(sleep, |due| due.min(sleep));
+                if let Some(max) = opts.max_time {
+                    wait = wait.min(max.saturating_sub(started.elapsed()));
+                }
+                if opts.once {
+                    wait = wait.min(sleep.saturating_sub(started.elapsed()));
+                }
                 match self.queue.wait(&opts.queues, wait) {
                     Ok(w) => woke = w,
                     Err(e) => self.redis_down(&e, shutdown),
                 }
                 continue;
             }
-            for job in &jobs {
+            for (i, job) in jobs.iter().enumerate() {
+                if i > 0 && (shutdown.requested() || self.limit_reached(opts, started)) {
+                    self.release(&jobs[i..]);
+                    break;
+                }
                 self.handle(job);
             }
         }
@@ -139,17 +218,30 @@ impl Worker {
             || opts.max_time.is_some_and(|max| started.elapsed() >= max)
     }
 
-    /// Takes the next job from the first queue that has one.
+    /// How many jobs to reserve: never more than the limits let this worker run.
+    fn batch_size(&self, opts: &Options) -> usize {
+        let mut max = BATCH as u64;
+        if opts.once {
+            max = 1;
+        }
+        if let Some(limit) = opts.max_jobs {
+            max = max.min(limit.saturating_sub(self.summary.handled()));
+        }
+        max.max(1) as usize
+    }
+
+    /// Takes up to `max` jobs from the first queue that has any.
     fn reserve(
         &mut self,
         queues: &[String],
+        max: usize,
         retry_after: Duration,
         woke: Option<String>,
     ) -> Result<(Vec<Reserved>, Option<Duration>), RedisError> {
         let mut next_due: Option<Duration> = None;
         for name in queues {
             let notify_taken = woke.as_deref() == Some(name.as_str());
-            let popped = self.queue.pop(name, 1, retry_after, notify_taken)?;
+            let popped = self.queue.pop(name, max, retry_after, notify_taken)?;
             if !popped.jobs.is_empty() {
                 return Ok((popped.jobs, None));
             }
@@ -159,6 +251,16 @@ impl Worker {
             };
         }
         Ok((Vec::new(), next_due))
+    }
+
+    /// Hands reserved jobs that were never started back to their queue.
+    fn release(&mut self, jobs: &[Reserved]) {
+        for job in jobs {
+            if let Err(e) = self.queue.finish(&job.queue, &[(job, Outcome::Release)]) {
+                // Still reserved: it comes back after retry_after instead.
+                warn!("cannot hand a job back to {}: {e}", job.queue);
+            }
+        }
     }
 
     /// Logs once per outage, waits the backoff, and reopens the connection.
@@ -183,167 +285,127 @@ impl Worker {
         }
     }
 
-    /// Runs one reserved job and records its outcome.
-    fn handle(&mut self, job: &Reserved) {
+    /// Runs one reserved job, prints its line, and records its outcome.
+    fn handle(&mut self, reserved: &Reserved) {
         let started = Instant::now();
-        let outcome = self.runner.run(job);
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let Some(outcome) = outcome else {
+        let (id, kind, ended) = match Job::decode(&reserved.raw) {
+            Ok(job) => {
+                let ended = self.attempt(job.clone(), reserved);
+                (job.id.to_string(), job.job, ended)
+            }
+            Err(reason) => {
+                // Derived from the bytes, so recording the same bad job twice stays one row.
+                let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &reserved.raw);
+                warn!("{}job {id} cannot be decoded: {reason}", self.tag);
+                let payload = printable(&reserved.raw);
+                let ended = self
+                    .record(&id.to_string(), &reserved.queue, &payload, &reason)
+                    .then_some(Ended::Failed);
+                (id.to_string(), "(undecodable)".to_string(), ended)
+            }
+        };
+        self.heartbeat.update(|w| w.current = None);
+        let Some(ended) = ended else {
             // Recording the failure failed: leave it reserved; it returns after retry_after.
             return;
         };
-        let label = match outcome.result {
-            Outcome::Done if outcome.failed => {
-                self.summary.failed += 1;
-                "FAIL".to_string()
-            }
-            Outcome::Done => {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (label, outcome) = match ended {
+            Ended::Done => {
                 self.summary.done += 1;
-                "DONE".to_string()
+                ("DONE".to_string(), Outcome::Done)
             }
-            Outcome::RetryAfter(d) => {
+            Ended::Failed => {
+                self.summary.failed += 1;
+                ("FAIL".to_string(), Outcome::Done)
+            }
+            Ended::Retry(delay) => {
                 self.summary.retried += 1;
-                format!("RETRY in {}s", d.as_secs())
+                (
+                    format!("RETRY in {}s", delay.as_secs()),
+                    Outcome::RetryAfter(delay),
+                )
             }
         };
+        let summary = self.summary;
+        self.heartbeat.update(|w| {
+            (w.done, w.retried, w.failed) = (summary.done, summary.retried, summary.failed);
+        });
         info!(
-            "{} {} {label} ({ms:.1} ms, attempt {})",
-            outcome.id, outcome.kind, job.attempts
+            "{}{id} {kind} {label} ({ms:.1} ms, attempt {})",
+            self.tag, reserved.attempts
         );
-        if let Err(e) = self.queue.finish(&job.queue, &[(job, outcome.result)]) {
+        if let Err(e) = self.queue.finish(&reserved.queue, &[(reserved, outcome)]) {
             // The reservation stays; after retry_after the job runs again (at least once).
-            error!("cannot finish job {} on Redis: {e}", outcome.id);
-        }
-    }
-}
-
-/// What became of one job.
-struct Ran {
-    id: String,
-    kind: String,
-    result: Outcome,
-    failed: bool,
-}
-
-/// Runs jobs: owns the drivers and the lazily opened `failed_jobs` connection.
-struct Runner {
-    config: Config,
-    overrides: Overrides,
-    drivers: HashMap<Driver, Box<dyn Broadcaster>>,
-    notifiers: HashMap<notify::Channel, Box<dyn notify::Notifier>>,
-    db: Option<Db>,
-}
-
-impl Runner {
-    fn new(config: &Config, overrides: Overrides) -> Runner {
-        Runner {
-            config: config.clone(),
-            overrides,
-            drivers: HashMap::new(),
-            notifiers: HashMap::new(),
-            db: None,
+            error!("cannot finish job {id} on Redis: {e}");
         }
     }
 
-    /// Runs `reserved`; `None` when its failure could not be recorded.
-    fn run(&mut self, reserved: &Reserved) -> Option<Ran> {
-        let mut job = match Job::decode(&reserved.raw) {
-            Ok(job) => job,
-            Err(reason) => return self.fail_undecodable(reserved, &reason),
+    /// Runs one attempt of a decoded job; `None` when its failure could not be recorded.
+    fn attempt(&mut self, queued: Job, reserved: &Reserved) -> Option<Ended> {
+        // `failed_jobs` keeps the job as it was queued (with its attempts), not with this
+        // worker's overrides, so `failed retry` runs it under its own policy again.
+        let as_queued = Job {
+            attempts: reserved.attempts,
+            ..queued
         };
-        job.attempts = reserved.attempts;
+        let mut job = as_queued.clone();
         if self.overrides.tries {
             job.max_tries = self.config.queue.tries;
         }
         if self.overrides.backoff {
             job.backoff = self.config.queue.backoff.clone();
         }
-        let id = job.id.to_string();
-        let ran = |result, failed| Ran {
-            id: id.clone(),
-            kind: job.job.clone(),
-            result,
-            failed,
-        };
         if job.max_tries != 0 && reserved.attempts > job.max_tries {
             // Its last attempt was cut short (the worker died): do not run it again.
             let reason = format!(
                 "attempted {} times, more than its {} tries (a worker running it stopped)",
                 reserved.attempts, job.max_tries
             );
-            return self
-                .fail(&reserved.queue, &job, &reason)
-                .then(|| ran(Outcome::Done, true));
+            return self.fail(&reserved.queue, &as_queued, &reason);
         }
+        info!(
+            "{}{} {} RUNNING (attempt {})",
+            self.tag, job.id, job.job, reserved.attempts
+        );
+        let current = CurrentJob {
+            id: job.id.to_string(),
+            kind: job.job.clone(),
+            started_ms: now_ms(),
+        };
+        self.heartbeat.update(|w| w.current = Some(current));
         match self.execute(&job) {
-            Ok(()) => Some(ran(Outcome::Done, false)),
+            Ok(()) => Some(Ended::Done),
             Err(e) if e.is_retryable() && !job.is_last_attempt(reserved.attempts) => {
-                let delay = Duration::from_secs(job.backoff_after(reserved.attempts));
                 warn!(
-                    "job {id} ({}) attempt {} failed: {e}",
-                    job.job, reserved.attempts
+                    "{}job {} ({}) attempt {} failed: {e}",
+                    self.tag, job.id, job.job, reserved.attempts
                 );
-                Some(ran(Outcome::RetryAfter(delay), false))
+                let delay = Duration::from_secs(job.backoff_after(reserved.attempts));
+                Some(Ended::Retry(delay))
             }
             Err(e) => {
                 let reason = format!("attempt {}: {e}", reserved.attempts);
-                self.fail(&reserved.queue, &job, &reason)
-                    .then(|| ran(Outcome::Done, true))
+                self.fail(&reserved.queue, &as_queued, &reason)
             }
         }
     }
 
-    fn execute(&mut self, job: &Job) -> Result<(), BroadcastError> {
-        if let Some(name) = job.job.strip_prefix(notify::NOTIFY_KIND) {
-            return self.notify(name, job);
-        }
-        let driver = job
-            .job
-            .strip_prefix(BROADCAST_KIND)
-            .and_then(Driver::parse)
-            .ok_or_else(|| BroadcastError::Permanent(format!("unknown job kind `{}`", job.job)))?;
-        let config = &self.config.broadcast;
-        let broadcaster = self
-            .drivers
-            .entry(driver)
-            .or_insert_with(|| broadcast::build(driver, config));
-        broadcaster.broadcast(&job.payload, Duration::from_secs(job.timeout))
+    fn execute(&mut self, job: &Job) -> Result<(), AttemptError> {
+        let timeout = effective_timeout(job.timeout, self.config.queue.timeout);
+        self.executor.run(
+            target(&job.job)?,
+            &job.payload,
+            job.notice.as_ref(),
+            timeout,
+        )
     }
 
-    /// Runs a `notify:<channel>` job: the message for people that the alert policy decided on.
-    fn notify(&mut self, name: &str, job: &Job) -> Result<(), BroadcastError> {
-        let channel = notify::Channel::parse(name)
-            .ok_or_else(|| BroadcastError::Permanent(format!("unknown job kind `{}`", job.job)))?;
-        let notice = job.notice.as_ref().ok_or_else(|| {
-            BroadcastError::Permanent(format!("{} job without its notice", job.job))
-        })?;
-        let config = &self.config.notify;
-        let notifier = self
-            .notifiers
-            .entry(channel)
-            .or_insert_with(|| notify::build(channel, config));
-        let message = notify::Message::new(&job.payload, notice);
-        notifier.send(&message, Duration::from_secs(job.timeout))
-    }
-
-    fn fail_undecodable(&mut self, reserved: &Reserved, reason: &str) -> Option<Ran> {
-        // Derived from the bytes, so recording the same bad job twice stays one row.
-        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &reserved.raw).to_string();
-        let payload = printable(&reserved.raw);
-        warn!("job {id} cannot be decoded: {reason}");
-        self.record(&id, &reserved.queue, &payload, reason)
-            .then(|| Ran {
-                id,
-                kind: "(undecodable)".into(),
-                result: Outcome::Done,
-                failed: true,
-            })
-    }
-
-    fn fail(&mut self, queue: &str, job: &Job, reason: &str) -> bool {
-        error!("job {} ({}) failed: {reason}", job.id, job.job);
+    fn fail(&mut self, queue: &str, job: &Job, reason: &str) -> Option<Ended> {
+        error!("{}job {} ({}) failed: {reason}", self.tag, job.id, job.job);
         let payload = String::from_utf8_lossy(&job.encode()).into_owned();
         self.record(&job.id.to_string(), queue, &payload, reason)
+            .then_some(Ended::Failed)
     }
 
     /// Writes a `failed_jobs` row; false (and logged) when PostgreSQL cannot take it.
@@ -369,11 +431,57 @@ impl Runner {
     }
 }
 
+/// How a job's attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Done,
+    Retry(Duration),
+    Failed,
+}
+
+/// Seconds one attempt may take: the job's own timeout, capped by the worker's. The cap is what
+/// keeps an attempt shorter than this worker's `retry_after` (checked at start), so no job is
+/// handed to a second worker while the first still runs it. 0 (a hand-made job) means unset.
+pub fn effective_timeout(job: u64, worker: u64) -> Duration {
+    let seconds = if job == 0 { worker } else { job.min(worker) };
+    Duration::from_secs(seconds)
+}
+
+/// Where a job of `kind` delivers: `broadcast:<driver>` or `notify:<channel>`.
+fn target(kind: &str) -> Result<Target, BroadcastError> {
+    let broadcast = kind.strip_prefix(BROADCAST_KIND).and_then(Driver::parse);
+    let people = kind
+        .strip_prefix(notify::NOTIFY_KIND)
+        .and_then(notify::Channel::parse);
+    broadcast
+        .map(Target::Broadcast)
+        .or(people.map(Target::Notify))
+        .ok_or_else(|| BroadcastError::Permanent(format!("unknown job kind `{kind}`")))
+}
+
 /// The job bytes as text PostgreSQL accepts: as they are when they are UTF-8 without NUL,
 /// else escaped (`\xff`), so nothing about a malformed job is lost.
 fn printable(raw: &[u8]) -> String {
     match std::str::from_utf8(raw) {
         Ok(text) if !text.contains('\0') => text.to_string(),
         _ => raw.escape_ascii().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_timeout_caps_the_job_timeout() {
+        assert_eq!(effective_timeout(60, 1), Duration::from_secs(1));
+        assert_eq!(effective_timeout(5, 60), Duration::from_secs(5));
+        assert_eq!(effective_timeout(0, 7), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn printable_keeps_text_and_escapes_bytes() {
+        assert_eq!(printable(b"not json"), "not json");
+        assert_eq!(printable(&[0xff, 0x00]), "\\xff\\x00");
     }
 }

@@ -12,7 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::private::{PgServer, RedisServer};
+use support::RedisServer;
+use support::private::PgServer;
 use support::{Proc, bin_path};
 
 /// The promise: the latest count is broadcast this soon after a fault is removed.
@@ -37,7 +38,7 @@ struct Collector {
 impl Collector {
     fn start(url: String, channel: String) -> Collector {
         Collector {
-            sub: support::Subscriber::on(&url, &channel),
+            sub: support::Subscriber::at(&url, &channel),
         }
     }
 
@@ -416,7 +417,7 @@ fn main() {
                 rig.queue_redis.kill();
                 rig.lost_with_redis = rig.listeners.iter().map(|p| p.log().len()).collect();
                 pause(Duration::from_secs(1));
-                rig.queue_redis.up();
+                rig.queue_redis.restart();
                 Instant::now()
             }),
         ),
@@ -460,7 +461,7 @@ fn main() {
                 rig.target.resume();
                 rig.queue_redis.kill();
                 rig.lost_with_redis = rig.listeners.iter().map(|p| p.log().len()).collect();
-                rig.queue_redis.up();
+                rig.queue_redis.restart();
                 rig.start_worker();
                 Instant::now()
             }),

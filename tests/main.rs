@@ -3,8 +3,10 @@
 
 mod support;
 
+mod admin;
 mod alert_policy;
 mod binaries;
 mod delivery;
 mod pipeline;
 mod queue;
+mod worker;

@@ -130,3 +130,42 @@ fn a_push_wakes_a_blocked_worker() {
     assert_eq!(popped.jobs.len(), 1);
     pusher.join().unwrap();
 }
+
+#[test]
+fn a_released_job_goes_back_to_the_head_without_counting_an_attempt() {
+    let w = World::new();
+    let mut q = w.queue();
+    q.push("default", &[job(1), job(2)]).unwrap();
+    let mut popped = q.pop("default", 2, LONG, false).unwrap().jobs;
+    let second = popped.pop().unwrap();
+    assert_eq!(
+        q.finish("default", &[(&second, Outcome::Release)]).unwrap(),
+        1
+    );
+    let sizes = q.sizes("default").unwrap();
+    assert_eq!((sizes.pending, sizes.reserved), (1, 1));
+    let again = q.pop("default", 1, LONG, false).unwrap().jobs.remove(0);
+    assert_eq!(again.raw, second.raw);
+    assert_eq!(again.attempts, 1, "the released reservation did not count");
+}
+
+#[test]
+fn a_job_pushed_again_starts_at_attempt_0() {
+    let w = World::new();
+    let mut q = w.queue();
+    let j = job(4);
+    q.push("default", std::slice::from_ref(&j)).unwrap();
+    let r = q.pop("default", 1, LONG, false).unwrap().jobs.remove(0);
+    // As if its worker died: the attempts entry stays behind; then the same bytes are pushed
+    // again (what `failed retry` does).
+    let mut con = w.redis();
+    let _: () = redis::cmd("ZREM")
+        .arg(q.keys("default").reserved)
+        .arg(r.raw.as_slice())
+        .query(&mut con)
+        .unwrap();
+    q.push("default", &[j]).unwrap();
+    let again = q.pop("default", 1, LONG, false).unwrap().jobs.remove(0);
+    assert_eq!(again.raw, r.raw);
+    assert_eq!(again.attempts, 1);
+}

@@ -40,6 +40,17 @@ impl Keys {
     }
 }
 
+/// Set of the ids of running workers (each also has a [`worker`] key that expires).
+pub fn workers(prefix: &str) -> String {
+    format!("{prefix}workers")
+}
+
+/// A running worker's heartbeat key: its [`crate::queue::workers::WorkerInfo`] as JSON,
+/// with a time to live, so a worker that died without a word drops out by itself.
+pub fn worker(prefix: &str, id: &str) -> String {
+    format!("{prefix}worker:{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +67,7 @@ mod tests {
             k.alert_state("slack"),
             "inventory:{queues:default}:alerts:slack"
         );
+        assert_eq!(workers("inventory:"), "inventory:workers");
+        assert_eq!(worker("inventory:", "h:1"), "inventory:worker:h:1");
     }
 }

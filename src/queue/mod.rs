@@ -7,6 +7,7 @@
 
 pub mod job;
 pub mod keys;
+pub mod workers;
 
 pub use job::Job;
 pub use keys::Keys;
@@ -59,12 +60,15 @@ pub struct Popped {
 }
 
 /// How a reserved job ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Remove it: it ran, or it is recorded in `failed_jobs`.
     Done,
-    /// Run it again after this delay.
+    /// Run it again after this delay (a failed attempt).
     RetryAfter(Duration),
+    /// Hand it back untouched: it was reserved in a batch but never started (the worker is
+    /// stopping). It goes back to the head of pending and this attempt does not count.
+    Release,
 }
 
 /// Counts of one queue, for `status` and tests.
@@ -123,7 +127,7 @@ impl Queue {
         }
         let k = self.keys(name);
         let mut inv = self.push.key(&k.pending);
-        inv.key(&k.notify);
+        inv.key(&k.notify).key(&k.attempts);
         for job in raw {
             inv.arg(job.as_slice());
         }
@@ -178,9 +182,10 @@ impl Queue {
                 let push = pipe
                     .cmd("EVAL")
                     .arg(PUSH)
-                    .arg(2)
+                    .arg(3)
                     .arg(&k.pending)
-                    .arg(&k.notify);
+                    .arg(&k.notify)
+                    .arg(&k.attempts);
                 for job in &guarded.jobs {
                     push.arg(job.encode());
                 }
@@ -278,15 +283,17 @@ impl Queue {
         }
         let k = self.keys(name);
         let mut inv = self.finish.key(&k.reserved);
-        inv.key(&k.delayed).key(&k.attempts);
+        inv.key(&k.delayed)
+            .key(&k.attempts)
+            .key(&k.pending)
+            .key(&k.notify);
         for (job, outcome) in jobs {
-            let delay_ms: i64 = match outcome {
-                Outcome::Done => -1,
-                Outcome::RetryAfter(d) => d.as_millis() as i64,
+            let action = match outcome {
+                Outcome::Done => "ack".to_string(),
+                Outcome::Release => "release".to_string(),
+                Outcome::RetryAfter(d) => d.as_millis().to_string(),
             };
-            inv.arg(job.raw.as_slice())
-                .arg(job.deadline_ms)
-                .arg(delay_ms);
+            inv.arg(job.raw.as_slice()).arg(job.deadline_ms).arg(action);
         }
         let owned: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
         Ok(owned as usize)
@@ -317,6 +324,16 @@ impl Queue {
             delayed,
             reserved,
         })
+    }
+
+    /// The job at the head of queue `name`'s pending list (the next to run), if any.
+    pub fn head(&mut self, name: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        let k = self.keys(name);
+        redis::cmd("LINDEX")
+            .arg(&k.pending)
+            .arg(0)
+            .query(&mut self.con)
+            .map_err(|e| self.err(e))
     }
 
     /// The server as shown in messages.

@@ -9,6 +9,11 @@ pub mod fake_webhook;
 pub mod http;
 pub mod private;
 
+pub use private::RedisServer;
+
+use inventory_broadcast::event::Alert;
+use inventory_broadcast::queue::Job;
+use inventory_broadcast::severity::Boundaries;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -181,6 +186,35 @@ impl World {
         Subscriber::new(&self.channel)
     }
 
+    /// A subscriber on this world's channel at another Redis (e.g. a [`RedisServer`]).
+    pub fn subscribe_at(&self, url: &str) -> Subscriber {
+        Subscriber::at(url, &self.channel)
+    }
+
+    /// Pushes `n` jobs of `kind` onto queue `name`, in batches; returns them.
+    pub fn push_jobs(&self, name: &str, kind: &str, n: usize) -> Vec<Job> {
+        let jobs: Vec<Job> = (0..n).map(|i| job(kind, 20 + i as u64)).collect();
+        let mut q = self.queue();
+        for batch in jobs.chunks(1000) {
+            q.push(name, batch).expect("push jobs");
+        }
+        jobs
+    }
+
+    /// Runs `queue-work status --json` (with `args`) and parses it.
+    pub fn status(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["status", "--json"];
+        all.extend_from_slice(args);
+        let out = self.run("queue-work", &all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
     pub fn redis(&self) -> redis::Connection {
         redis::Client::open(redis_url())
             .expect("redis url")
@@ -201,6 +235,24 @@ impl Drop for World {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut con);
             }
         }
+    }
+}
+
+/// A job of `kind` carrying an alert for `count` (3 tries, backoff 1 s, timeout 60 s).
+pub fn job(kind: &str, count: u64) -> Job {
+    let alert = Alert::new(count, 20, &Boundaries::default(), "test");
+    Job::new(kind.into(), alert, 3, vec![1], 60)
+}
+
+/// Waits until `check` returns `Some`, polling; panics with `what` at the deadline.
+pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -282,9 +334,24 @@ impl Proc {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Index of the first log line containing `needle`, if any.
+    pub fn log_index(&self, needle: &str) -> Option<usize> {
+        self.log().iter().position(|l| l.contains(needle))
+    }
+
+    /// Waits for the process to exit; returns its exit code (`None`: killed by a signal).
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let end = Instant::now() + DEADLINE;
+        self.wait_exit_within(DEADLINE)
+    }
+
+    /// As [`Proc::wait_exit`], with another deadline.
+    pub fn wait_exit_within(&mut self, within: Duration) -> Option<i32> {
+        let end = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code();
@@ -319,11 +386,11 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes on the shared test Redis.
     pub fn new(channel: &str) -> Subscriber {
-        Subscriber::on(&redis_url(), channel)
+        Subscriber::at(&redis_url(), channel)
     }
 
     /// Subscribes on the Redis at `url`; returns once the subscription is active.
-    pub fn on(url: &str, channel: &str) -> Subscriber {
+    pub fn at(url: &str, channel: &str) -> Subscriber {
         use std::sync::atomic::{AtomicBool, Ordering};
         let got = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -203,69 +203,101 @@ impl Drop for PgServer {
     }
 }
 
-/// A Redis server of its own; keeps nothing on disk, so a restart comes back empty.
+/// A private `redis-server` on a free loopback port, for tests that must stop, pause or kill a
+/// Redis (the shared one is never touched). Killed when dropped.
+///
+/// `pause` (SIGSTOP) makes every call to it hang: the kernel still accepts connections and
+/// buffers what is sent, but nothing answers until `resume` (SIGCONT). That is a real "driver
+/// that blocks until told".
 pub struct RedisServer {
-    pub port: u16,
     child: Option<Child>,
+    port: u16,
     dir: PathBuf,
 }
 
 impl RedisServer {
+    /// Starts a server and waits (with a deadline) until it answers PING.
     pub fn start() -> RedisServer {
         let dir = std::env::temp_dir().join(format!("ib-redis-{}", super::tag()));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut r = RedisServer {
-            port: free_port(),
-            child: None,
-            dir,
-        };
-        r.up();
-        r
+        std::fs::create_dir_all(&dir).expect("redis temp dir");
+        // Another process may take the free port between our probe and the server's bind:
+        // then the server exits at once, and we try another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer {
+                child: None,
+                port,
+                dir: dir.clone(),
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start a private redis-server (is it installed? scripts/services)");
+    }
+
+    /// Starts the server process on `self.port`; true once it answers.
+    fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--loglevel", "warning"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let end = Instant::now() + super::DEADLINE;
+        while Instant::now() < end {
+            if let Some(child) = &mut self.child {
+                if child.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            let ping = redis::Client::open(self.url()).and_then(|c| {
+                let mut con = c.get_connection_with_timeout(Duration::from_millis(200))?;
+                redis::cmd("PING").query::<String>(&mut con)
+            });
+            if ping.is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again, empty) on its port and waits for PONG.
-    pub fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let url = self.url();
-        wait_until("private Redis answering", Duration::from_secs(10), || {
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
-    }
-
     fn signal(&self, sig: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status();
-        }
+        let child = self.child.as_ref().expect("the private redis-server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} redis-server");
     }
 
-    /// SIGKILL: the data is gone.
+    /// Freezes the server (SIGSTOP): calls to it hang until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Kills the server (SIGKILL, works when paused too) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -273,28 +305,36 @@ impl RedisServer {
         }
     }
 
-    /// SIGSTOP: connections stay open but nothing is answered (a hung server).
-    pub fn pause(&self) {
-        self.signal("STOP");
+    /// Stops the server politely (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            self.signal("CONT");
+            self.signal("TERM");
+        }
+        if let Some(mut child) = self.child.take() {
+            let end = Instant::now() + super::DEADLINE;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// SIGCONT after [`RedisServer::pause`].
-    pub fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .expect("url")
-            .get_connection()
-            .expect("connect private redis")
+    /// Kills the server and starts a fresh, empty one on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.launch(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.resume();
         self.kill();
-        let _ = std::fs::remove_dir_all(Path::new(&self.dir));
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,122 @@
+//! The worker's heartbeat: a thread with its own Redis connection that publishes what the
+//! worker is doing (for `queue-work status`), independent of how long a job or a wait blocks.
+
+use crate::queue::Queue;
+use crate::queue::workers::WorkerInfo;
+use log::debug;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the heartbeat is refreshed: what `status` shows is at most this old.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How long a heartbeat lives: three missed beats and the worker counts as gone.
+pub const TTL: Duration = Duration::from_secs(15);
+
+/// Unix time in ms, as the heartbeat records it.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This machine's name, for `status`.
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A running heartbeat; [`Heartbeat::stop`] removes the worker from the registry.
+pub struct Heartbeat {
+    state: Arc<Mutex<WorkerInfo>>,
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Starts beating for `info` at the queue's Redis; the first beat is immediate. Redis being
+    /// away is only logged (at debug): the heartbeat is for display, the work goes on.
+    pub fn start(redis_url: &str, prefix: &str, info: WorkerInfo) -> Heartbeat {
+        let state = Arc::new(Mutex::new(info));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (url, prefix, shared) = (redis_url.to_string(), prefix.to_string(), state.clone());
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || beat_until_stopped(&url, &prefix, &shared, &stopped))
+            .map_err(|e| debug!("no heartbeat thread: {e}"))
+            .ok();
+        Heartbeat {
+            state,
+            stop,
+            thread,
+        }
+    }
+
+    /// Changes what the next beat tells.
+    pub fn update(&self, change: impl FnOnce(&mut WorkerInfo)) {
+        // A poisoned lock only means another thread panicked mid-update: the data is plain.
+        let mut info = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut info);
+    }
+
+    /// Stops beating and removes the worker from the registry.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn beat_until_stopped(
+    url: &str,
+    prefix: &str,
+    state: &Mutex<WorkerInfo>,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let mut queue: Option<Queue> = None;
+    let mut first = true;
+    loop {
+        let info = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = connected(&mut queue, url, prefix).and_then(|q| {
+            if first {
+                // Ids of workers that died without unregistering would pile up in the set.
+                q.workers(true)?;
+            }
+            q.beat(&info, TTL)
+        });
+        match result {
+            Ok(()) => first = false,
+            Err(e) => {
+                debug!("heartbeat: {e}");
+                queue = None;
+            }
+        }
+        match stopped.recv_timeout(INTERVAL) {
+            Err(RecvTimeoutError::Timeout) => continue,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let info = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Err(e) = connected(&mut queue, url, prefix).and_then(|q| q.unregister(&info.id)) {
+        debug!("heartbeat: cannot unregister: {e}");
+    }
+}
+
+fn connected<'a>(
+    queue: &'a mut Option<Queue>,
+    url: &str,
+    prefix: &str,
+) -> Result<&'a mut Queue, crate::redis_conn::RedisError> {
+    let q = match queue.take() {
+        Some(q) => q,
+        None => Queue::connect(url, prefix)?,
+    };
+    Ok(queue.insert(q))
+}
