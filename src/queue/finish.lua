@@ -3,27 +3,36 @@
 -- reservation expired and was handed to another worker is left alone (that worker owns it).
 -- KEYS: 1 reserved zset, 2 delayed zset, 3 attempts hash, 4 pending list, 5 notify list
 -- ARGV: triples of (job, deadline_ms, action); action is 'ack' (done: forget it), 'release'
--- (never started: back to the head of pending, its attempt not counted), or a delay in ms
--- (a failed attempt: into delayed until then).
+-- (never started: back to the head of pending, no attempt used), or a delay in ms (a failed
+-- attempt, used up: into delayed until then).
 -- Returns how many reservations were still ours.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local owned = 0
-for i = 1, #ARGV, 3 do
-  local job, deadline, action = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local score = redis.call('ZSCORE', KEYS[1], job)
-  if score and tonumber(score) == tonumber(deadline) then
-    owned = owned + 1
-    redis.call('ZREM', KEYS[1], job)
+local n = #ARGV / 3
+local jobs = {}
+for i = 1, n do jobs[i] = ARGV[3 * i - 2] end
+-- One look-up for the whole batch (ZMSCORE needs Redis 6.2).
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(jobs))
+local owned, acked, released = {}, {}, {}
+for i = 1, n do
+  local job, action = jobs[i], ARGV[3 * i]
+  if scores[i] and tonumber(scores[i]) == tonumber(ARGV[3 * i - 1]) then
+    owned[#owned + 1] = job
     if action == 'ack' then
-      redis.call('HDEL', KEYS[3], job)
+      acked[#acked + 1] = job
     elseif action == 'release' then
-      redis.call('HINCRBY', KEYS[3], job, -1)
-      redis.call('LPUSH', KEYS[4], job)
-      redis.call('RPUSH', KEYS[5], 1)
+      released[#released + 1] = job
     else
       redis.call('ZADD', KEYS[2], now + tonumber(action), job)
+      redis.call('HINCRBY', KEYS[3], job, 1)
     end
   end
 end
-return owned
+if #owned > 0 then redis.call('ZREM', KEYS[1], unpack(owned)) end
+if #acked > 0 then redis.call('HDEL', KEYS[3], unpack(acked)) end
+-- Handed back in reverse, so LPUSH leaves them at the head in their original order.
+for i = #released, 1, -1 do
+  redis.call('LPUSH', KEYS[4], released[i])
+  redis.call('RPUSH', KEYS[5], 1)
+end
+return #owned

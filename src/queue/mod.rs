@@ -19,6 +19,9 @@ static POP: &str = include_str!("pop.lua");
 static PUSH: &str = include_str!("push.lua");
 static FINISH: &str = include_str!("finish.lua");
 
+/// Most jobs one reserve call takes: bounds the work of one script call (and Lua's unpack).
+pub const MAX_BATCH: usize = 1000;
+
 /// Shortest blocking wait: Redis treats 0 as "forever".
 const MIN_BLOCK: Duration = Duration::from_millis(1);
 
@@ -217,8 +220,8 @@ impl Queue {
         notify_taken: bool,
     ) -> Result<Popped, RedisError> {
         let k = self.keys(name);
-        type Reply = (i64, i64, Vec<Vec<u8>>, Vec<i64>, Vec<i64>);
-        let (now, next_due, jobs, attempts, deadlines): Reply = self
+        type Reply = (i64, i64, Vec<Vec<u8>>, Vec<i64>, i64);
+        let (now, next_due, jobs, attempts, deadline_ms): Reply = self
             .pop
             .key(&k.pending)
             .key(&k.delayed)
@@ -226,15 +229,14 @@ impl Queue {
             .key(&k.notify)
             .key(&k.attempts)
             .arg(retry_after.as_millis() as u64)
-            .arg(max.max(1))
+            .arg(max.clamp(1, MAX_BATCH))
             .arg(u8::from(notify_taken))
             .invoke(&mut self.con)
             .map_err(|e| self.err(e))?;
         let jobs = jobs
             .into_iter()
             .zip(attempts)
-            .zip(deadlines)
-            .map(|((raw, attempts), deadline_ms)| Reserved {
+            .map(|(raw, attempts)| Reserved {
                 queue: name.to_string(),
                 raw,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
