@@ -56,6 +56,9 @@ struct Work {
     /// Seconds before a reserved job whose worker vanished runs again; must exceed --timeout.
     #[arg(long, value_name = "SECONDS")]
     retry_after: Option<String>,
+    /// Jobs reserved per round trip, 1-1000 (overrides INVENTORY_WORKER_BATCH).
+    #[arg(long, value_name = "N")]
+    batch: Option<String>,
     /// This worker's name in log lines and in `status` (overrides INVENTORY_WORKER_NAME).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -139,6 +142,7 @@ impl Work {
             ("--timeout", self.timeout.is_some()),
             ("--retry-after", self.retry_after.is_some()),
             ("--name", self.name.is_some()),
+            ("--batch", self.batch.is_some()),
         ];
         flags.into_iter().find(|(_, given)| *given).map(|(f, _)| f)
     }
@@ -235,6 +239,7 @@ fn work(common: &cli::Common, args: Work) -> anyhow::Result<()> {
         ("queue.timeout", "--timeout", args.timeout),
         ("queue.retry_after", "--retry-after", args.retry_after),
         ("worker.name", "--name", args.name),
+        ("worker.batch", "--batch", args.batch),
     ]))?;
     let opts = worker::Options {
         queues: cfg.queue.names.clone(),

@@ -77,6 +77,7 @@ pub const KEYS: &[KeySpec] = &[
     key("queue.timeout", "INVENTORY_QUEUE_TIMEOUT", "60"),
     key("queue.sleep", "INVENTORY_QUEUE_SLEEP", "1"),
     key("worker.name", "INVENTORY_WORKER_NAME", ""),
+    key("worker.batch", "INVENTORY_WORKER_BATCH", "100"),
     key("broadcast.drivers", "BROADCAST_DRIVER", "redis"),
     key(
         "broadcast.channel",
@@ -573,6 +574,8 @@ pub struct QueueConfig {
     pub sleep: f64,
     /// The worker's name in log lines and `queue-work status` (`None`: unnamed).
     pub worker_name: Option<String>,
+    /// Jobs a worker reserves per round trip (1 to 1000).
+    pub batch: usize,
 }
 
 /// Broadcast settings.
@@ -909,7 +912,17 @@ fn queue_config(l: &Layers) -> Result<QueueConfig, ConfigError> {
         timeout,
         sleep,
         worker_name: Some(l.str("worker.name")).filter(|n| !n.is_empty()),
+        batch: batch(l)?,
     })
+}
+
+fn batch(l: &Layers) -> Result<usize, ConfigError> {
+    let key = "worker.batch";
+    let what = "must be a whole number from 1 to 1000";
+    match l.parse::<usize>(key, what)? {
+        n @ 1..=crate::queue::MAX_BATCH => Ok(n),
+        _ => Err(l.invalid(key, what)),
+    }
 }
 
 fn drivers(l: &Layers) -> Result<Vec<Driver>, ConfigError> {

@@ -20,11 +20,6 @@ use crate::shutdown::Shutdown;
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
 
-/// Jobs reserved per round trip. One for now: every reserved job's `retry_after` clock runs
-/// while the jobs before it in the batch run, so a larger batch needs `retry_after` to cover
-/// the whole batch. The loop is already shaped for more (and releases what it did not start).
-pub const BATCH: usize = 1;
-
 /// What the worker does and when it stops by itself (besides a signal).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -169,6 +164,7 @@ impl Worker {
                 return Err(WorkerError::Stuck(abandoned));
             }
             let max = self.batch_size(opts);
+            let reserved_at = Instant::now();
             let (jobs, next_due) = match self.reserve(&opts.queues, max, retry_after, woke.take()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -201,13 +197,8 @@ impl Worker {
                 }
                 continue;
             }
-            for (i, job) in jobs.iter().enumerate() {
-                if i > 0 && (shutdown.requested() || self.limit_reached(opts, started)) {
-                    self.release(&jobs[i..]);
-                    break;
-                }
-                self.handle(job);
-            }
+            let stop = |w: &Worker| shutdown.requested() || w.limit_reached(opts, started);
+            self.handle_batch(&jobs, reserved_at, stop);
         }
     }
 
@@ -220,7 +211,7 @@ impl Worker {
 
     /// How many jobs to reserve: never more than the limits let this worker run.
     fn batch_size(&self, opts: &Options) -> usize {
-        let mut max = BATCH as u64;
+        let mut max = self.config.queue.batch as u64;
         if opts.once {
             max = 1;
         }
@@ -253,16 +244,6 @@ impl Worker {
         Ok((Vec::new(), next_due))
     }
 
-    /// Hands reserved jobs that were never started back to their queue.
-    fn release(&mut self, jobs: &[Reserved]) {
-        for job in jobs {
-            if let Err(e) = self.queue.finish(&job.queue, &[(job, Outcome::Release)]) {
-                // Still reserved: it comes back after retry_after instead.
-                warn!("cannot hand a job back to {}: {e}", job.queue);
-            }
-        }
-    }
-
     /// Logs once per outage, waits the backoff, and reopens the connection.
     fn redis_down(&mut self, e: &RedisError, shutdown: &Shutdown) {
         if shutdown.requested() {
@@ -285,13 +266,106 @@ impl Worker {
         }
     }
 
-    /// Runs one reserved job, prints its line, and records its outcome.
-    fn handle(&mut self, reserved: &Reserved) {
+    /// Runs a reserved batch (all from one queue) and finishes all of it in one round trip.
+    ///
+    /// Broadcasts through drivers that can send a batch at once (redis, log, null) go out
+    /// together, one call per driver. The other jobs run one by one; before each, the worker
+    /// checks that the batch's reservation still covers the job's timeout, and hands back
+    /// unrun (no attempt used) what it cannot start in time, or when it must stop.
+    fn handle_batch(
+        &mut self,
+        jobs: &[Reserved],
+        reserved_at: Instant,
+        stop: impl Fn(&Worker) -> bool,
+    ) {
+        let mut finished: Vec<(&Reserved, Outcome)> = Vec::with_capacity(jobs.len());
+        let mut groups: Vec<(Driver, Vec<(&Reserved, Prepared)>)> = Vec::new();
+        let mut one_by_one = Vec::new();
+        for reserved in jobs {
+            let decoded = Job::decode(&reserved.raw).map(|job| self.prepare(job, reserved));
+            let driver = decoded.as_ref().ok().and_then(Prepared::batchable);
+            match (driver, decoded) {
+                (Some(driver), Ok(p)) => match groups.iter_mut().find(|(d, _)| *d == driver) {
+                    Some((_, group)) => group.push((reserved, p)),
+                    None => groups.push((driver, vec![(reserved, p)])),
+                },
+                (_, decoded) => one_by_one.push((reserved, decoded)),
+            }
+        }
+        for (driver, group) in groups {
+            self.run_group(driver, group, &mut finished);
+        }
+        let retry_after = Duration::from_secs(self.config.queue.retry_after);
+        let timeout = Duration::from_secs(self.config.queue.timeout);
+        // The first job of a batch always runs, so a worker makes progress whatever happens.
+        let mut ran_any = !finished.is_empty();
+        let mut rest = one_by_one.into_iter();
+        while let Some((reserved, decoded)) = rest.next() {
+            let short = reserved_at.elapsed() + timeout >= retry_after;
+            if ran_any && (stop(self) || short) {
+                finished.push((reserved, Outcome::Release));
+                finished.extend(rest.map(|(r, _)| (r, Outcome::Release)));
+                break;
+            }
+            ran_any = true;
+            if let Some(outcome) = self.handle(reserved, decoded) {
+                finished.push((reserved, outcome));
+            }
+        }
+        if let Err(e) = self.queue.finish(&jobs[0].queue, &finished) {
+            // The reservations stay; after retry_after the jobs run again (at least once).
+            error!("cannot finish {} job(s) on Redis: {e}", finished.len());
+        }
+    }
+
+    /// Broadcasts a group of prepared jobs through one driver in one call.
+    fn run_group<'a>(
+        &mut self,
+        driver: Driver,
+        group: Vec<(&'a Reserved, Prepared)>,
+        finished: &mut Vec<(&'a Reserved, Outcome)>,
+    ) {
         let started = Instant::now();
-        let (id, kind, ended) = match Job::decode(&reserved.raw) {
-            Ok(job) => {
-                let ended = self.attempt(job.clone(), reserved);
-                (job.id.to_string(), job.job, ended)
+        let timeout = group
+            .iter()
+            .map(|(_, p)| effective_timeout(p.job.timeout, self.config.queue.timeout))
+            .min()
+            .unwrap_or(Duration::from_secs(self.config.queue.timeout));
+        for (reserved, p) in &group {
+            info!(
+                "{}{} {} RUNNING (attempt {})",
+                self.tag, p.job.id, p.job.job, reserved.attempts
+            );
+        }
+        let alerts = group.iter().map(|(_, p)| p.job.payload.clone()).collect();
+        let results = match self.executor.run_batch(driver, alerts, timeout) {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| r.map_err(AttemptError::from))
+                .collect(),
+            Err(e) => vec![Err(e); group.len()],
+        };
+        for ((reserved, p), result) in group.into_iter().zip(results) {
+            let ended = self.conclude(&p, reserved, result);
+            let (id, kind) = (p.job.id.to_string(), p.job.job);
+            if let Some(outcome) = self.report(reserved, &id, &kind, ended, started) {
+                finished.push((reserved, outcome));
+            }
+        }
+    }
+
+    /// Runs one reserved job on its own and prints its line; the outcome to finish it with,
+    /// or `None` when its failure could not be recorded (it stays reserved).
+    fn handle(
+        &mut self,
+        reserved: &Reserved,
+        decoded: Result<Prepared, String>,
+    ) -> Option<Outcome> {
+        let started = Instant::now();
+        let (id, kind, ended) = match decoded {
+            Ok(prepared) => {
+                let ended = self.attempt(&prepared, reserved);
+                (prepared.job.id.to_string(), prepared.job.job, ended)
             }
             Err(reason) => {
                 // Derived from the bytes, so recording the same bad job twice stays one row.
@@ -305,10 +379,20 @@ impl Worker {
             }
         };
         self.heartbeat.update(|w| w.current = None);
-        let Some(ended) = ended else {
-            // Recording the failure failed: leave it reserved; it returns after retry_after.
-            return;
-        };
+        self.report(reserved, &id, &kind, ended, started)
+    }
+
+    /// Counts a job's end, prints its line, and says how to finish it.
+    fn report(
+        &mut self,
+        reserved: &Reserved,
+        id: &str,
+        kind: &str,
+        ended: Option<Ended>,
+        started: Instant,
+    ) -> Option<Outcome> {
+        // None: recording the failure failed; it stays reserved and returns after retry_after.
+        let ended = ended?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let (label, outcome) = match ended {
             Ended::Done => {
@@ -335,14 +419,11 @@ impl Worker {
             "{}{id} {kind} {label} ({ms:.1} ms, attempt {})",
             self.tag, reserved.attempts
         );
-        if let Err(e) = self.queue.finish(&reserved.queue, &[(reserved, outcome)]) {
-            // The reservation stays; after retry_after the job runs again (at least once).
-            error!("cannot finish job {id} on Redis: {e}");
-        }
+        Some(outcome)
     }
 
-    /// Runs one attempt of a decoded job; `None` when its failure could not be recorded.
-    fn attempt(&mut self, queued: Job, reserved: &Reserved) -> Option<Ended> {
+    /// The job as it runs here (with this worker's overrides) and as it was queued.
+    fn prepare(&self, queued: Job, reserved: &Reserved) -> Prepared {
         // `failed_jobs` keeps the job as it was queued (with its attempts), not with this
         // worker's overrides, so `failed retry` runs it under its own policy again.
         let as_queued = Job {
@@ -356,25 +437,43 @@ impl Worker {
         if self.overrides.backoff {
             job.backoff = self.config.queue.backoff.clone();
         }
-        if job.max_tries != 0 && reserved.attempts > job.max_tries {
+        Prepared { as_queued, job }
+    }
+
+    /// Runs one attempt of a prepared job; `None` when its failure could not be recorded.
+    fn attempt(&mut self, p: &Prepared, reserved: &Reserved) -> Option<Ended> {
+        if p.over_tries() {
             // Its last attempt was cut short (the worker died): do not run it again.
             let reason = format!(
                 "attempted {} times, more than its {} tries (a worker running it stopped)",
-                reserved.attempts, job.max_tries
+                reserved.attempts, p.job.max_tries
             );
-            return self.fail(&reserved.queue, &as_queued, &reason);
+            return self.fail(&reserved.queue, &p.as_queued, &reason);
         }
         info!(
             "{}{} {} RUNNING (attempt {})",
-            self.tag, job.id, job.job, reserved.attempts
+            self.tag, p.job.id, p.job.job, reserved.attempts
         );
         let current = CurrentJob {
-            id: job.id.to_string(),
-            kind: job.job.clone(),
+            id: p.job.id.to_string(),
+            kind: p.job.job.clone(),
             started_ms: now_ms(),
         };
         self.heartbeat.update(|w| w.current = Some(current));
-        match self.execute(&job) {
+        let result = self.execute(&p.job);
+        self.conclude(p, reserved, result)
+    }
+
+    /// Turns an attempt's result into how the job ends: done, retried after its backoff, or
+    /// recorded in `failed_jobs` (`None` when that record could not be written).
+    fn conclude(
+        &mut self,
+        p: &Prepared,
+        reserved: &Reserved,
+        result: Result<(), AttemptError>,
+    ) -> Option<Ended> {
+        let job = &p.job;
+        match result {
             Ok(()) => Some(Ended::Done),
             Err(e) if e.is_retryable() && !job.is_last_attempt(reserved.attempts) => {
                 warn!(
@@ -386,7 +485,7 @@ impl Worker {
             }
             Err(e) => {
                 let reason = format!("attempt {}: {e}", reserved.attempts);
-                self.fail(&reserved.queue, &as_queued, &reason)
+                self.fail(&reserved.queue, &p.as_queued, &reason)
             }
         }
     }
@@ -428,6 +527,32 @@ impl Worker {
             None => Db::connect(&self.config.database_url)?,
         };
         Ok(self.db.insert(db))
+    }
+}
+
+/// A decoded job: as it runs here (with this worker's overrides) and as it was queued.
+struct Prepared {
+    as_queued: Job,
+    job: Job,
+}
+
+impl Prepared {
+    /// True when its attempts are past its tries (a worker died during its last one).
+    fn over_tries(&self) -> bool {
+        self.job.max_tries != 0 && self.as_queued.attempts > self.job.max_tries
+    }
+
+    /// The driver, when this job can go out in a batch with others: a broadcast through a
+    /// driver that sends a batch in one call, and not past its tries.
+    fn batchable(&self) -> Option<Driver> {
+        match target(&self.job.job) {
+            Ok(Target::Broadcast(d @ (Driver::Redis | Driver::Log | Driver::Null)))
+                if !self.over_tries() =>
+            {
+                Some(d)
+            }
+            _ => None,
+        }
     }
 }
 

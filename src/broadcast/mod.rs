@@ -37,6 +37,16 @@ pub trait Broadcaster: Send {
     /// Broadcasts one alert's event. Every network call inside must give up within
     /// `timeout` (the job's own deadline) with a retryable error.
     fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError>;
+
+    /// Broadcasts several alerts, in order; one result per alert. Drivers that can send a
+    /// batch in one round trip (redis) override this.
+    fn broadcast_batch(
+        &mut self,
+        alerts: &[Alert],
+        timeout: Duration,
+    ) -> Vec<Result<(), BroadcastError>> {
+        alerts.iter().map(|a| self.broadcast(a, timeout)).collect()
+    }
 }
 
 /// Builds the broadcaster for `driver`. Connections are opened lazily, on first use.

@@ -29,28 +29,42 @@ impl RedisBroadcaster {
 
 impl Broadcaster for RedisBroadcaster {
     fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError> {
+        let mut results = self.broadcast_batch(std::slice::from_ref(alert), timeout);
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// All PUBLISHes in one pipeline: one round trip for the batch. On an error every alert
+    /// of the batch is retried (some may then arrive twice: delivery is at least once).
+    fn broadcast_batch(
+        &mut self,
+        alerts: &[Alert],
+        timeout: Duration,
+    ) -> Vec<Result<(), BroadcastError>> {
+        let all = |result: Result<(), BroadcastError>| vec![result; alerts.len()];
         let io = timeout.min(redis_conn::IO_TIMEOUT);
         let retryable = |e: redis_conn::RedisError| BroadcastError::Retryable(e.to_string());
         let con = match &mut self.con {
             Some(con) => con,
-            None => self
-                .con
-                .insert(redis_conn::connect_within(&self.url, io).map_err(retryable)?),
+            None => match redis_conn::connect_within(&self.url, io) {
+                Ok(con) => self.con.insert(con),
+                Err(e) => return all(Err(retryable(e))),
+            },
         };
-        let message = alert.redis_message(&self.event);
-        let result: Result<i64, _> = con
+        let mut pipe = ::redis::pipe();
+        for alert in alerts {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(alert.redis_message(&self.event))
+                .ignore();
+        }
+        let result: Result<(), _> = con
             .set_read_timeout(Some(io))
             .and_then(|()| con.set_write_timeout(Some(io)))
-            .and_then(|()| {
-                ::redis::cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(message)
-                    .query(con)
-            });
-        result.map(drop).map_err(|e| {
+            .and_then(|()| pipe.query(con));
+        all(result.map_err(|e| {
             // Drop the connection: after an error it may be half-read or dead.
             self.con = None;
             retryable(redis_conn::error(&redis_conn::describe(&self.url), &e))
-        })
+        }))
     }
 }

@@ -67,32 +67,37 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// Delivers each alert; one result per alert, in order.
     fn deliver(
         &mut self,
-        alert: &Alert,
+        alerts: &[Alert],
         notice: Option<&Notice>,
         timeout: Duration,
-    ) -> Result<(), BroadcastError> {
+    ) -> Vec<Result<(), BroadcastError>> {
         match (self, notice) {
-            (Sink::Broadcast(b), _) => b.broadcast(alert, timeout),
-            (Sink::Notify(n), Some(notice)) => n.send(&Message::new(alert, notice), timeout),
-            (Sink::Notify(_), None) => Err(BroadcastError::Permanent(
-                "a notification job without its notice".into(),
-            )),
+            (Sink::Broadcast(b), _) => b.broadcast_batch(alerts, timeout),
+            (Sink::Notify(n), Some(notice)) => alerts
+                .iter()
+                .map(|a| n.send(&Message::new(a, notice), timeout))
+                .collect(),
+            (Sink::Notify(_), None) => {
+                let missing = "a notification job without its notice";
+                vec![Err(BroadcastError::Permanent(missing.into())); alerts.len()]
+            }
         }
     }
 }
 
 struct Call {
     target: Target,
-    alert: Alert,
+    alerts: Vec<Alert>,
     notice: Option<Notice>,
     timeout: Duration,
 }
 
 struct Lane {
     calls: mpsc::Sender<Call>,
-    results: mpsc::Receiver<Result<(), BroadcastError>>,
+    results: mpsc::Receiver<Vec<Result<(), BroadcastError>>>,
 }
 
 /// Builds the sink for a job's target, on the job thread (sinks own their connections there).
@@ -135,10 +140,36 @@ impl Executor {
         notice: Option<&Notice>,
         timeout: Duration,
     ) -> Result<(), AttemptError> {
+        let alerts = vec![alert.clone()];
+        let mut results = self.call(target, alerts, notice.cloned(), timeout)?;
+        results
+            .pop()
+            .unwrap_or(Err(BroadcastError::Retryable("no result".into())))?;
+        Ok(())
+    }
+
+    /// Broadcasts several alerts through one driver in one call (the redis driver pipelines
+    /// them), waiting at most `timeout` for all; one result per alert, in order.
+    pub fn run_batch(
+        &mut self,
+        driver: Driver,
+        alerts: Vec<Alert>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), BroadcastError>>, AttemptError> {
+        self.call(Target::Broadcast(driver), alerts, None, timeout)
+    }
+
+    fn call(
+        &mut self,
+        target: Target,
+        alerts: Vec<Alert>,
+        notice: Option<Notice>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), BroadcastError>>, AttemptError> {
         let mut call = Call {
             target,
-            alert: alert.clone(),
-            notice: notice.cloned(),
+            alerts,
+            notice,
             timeout,
         };
         let lane = match self.lane.take() {
@@ -156,9 +187,9 @@ impl Executor {
             }
         };
         match lane.results.recv_timeout(timeout) {
-            Ok(result) => {
+            Ok(results) => {
                 self.lane = Some(lane);
-                result.map_err(AttemptError::from)
+                Ok(results)
             }
             // Dropping the lane abandons the thread; it ends after its call returns.
             Err(RecvTimeoutError::Timeout) => Err(AttemptError::TimedOut(timeout)),
@@ -186,7 +217,7 @@ impl Executor {
                     let sink = sinks
                         .entry(call.target)
                         .or_insert_with(|| build(call.target));
-                    let result = sink.deliver(&call.alert, call.notice.as_ref(), call.timeout);
+                    let result = sink.deliver(&call.alerts, call.notice.as_ref(), call.timeout);
                     if result_tx.send(result).is_err() {
                         // Abandoned: nobody waits for this answer any more.
                         break;
