@@ -376,6 +376,17 @@ impl Subscriber {
         self.got.lock().expect("subscriber lock").clone()
     }
 
+    /// How many messages arrived so far (cheap: copies nothing).
+    pub fn received(&self) -> usize {
+        self.got.lock().expect("subscriber lock").len()
+    }
+
+    /// The messages from index `from` on, so a caller polling a long run copies each once.
+    pub fn since(&self, from: usize) -> Vec<(Instant, String)> {
+        let got = self.got.lock().expect("subscriber lock");
+        got.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+
     /// The next message's raw payload, or `None` at the deadline.
     pub fn next_raw(&mut self, within: Duration) -> Option<String> {
         let end = Instant::now() + within;

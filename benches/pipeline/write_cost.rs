@@ -1,0 +1,115 @@
+//! Measure 5, write cost: INSERT transactions per second with our trigger and without it
+//! (pgbench, 4 clients, the durable PostgreSQL), on a table of 1,000 rows and of 1,000,000.
+
+use crate::report::{Results, WriteCost};
+use crate::support::private::{PgServer, pg_bin};
+use crate::sys;
+use inventory_broadcast::db::{Db, migrate};
+use std::process::Command;
+use std::time::Duration;
+
+const SIZES: [u64; 2] = [1_000, 1_000_000];
+/// What the issue asks: 4 clients on 2 threads for 5 s, no vacuum before.
+const PGBENCH: [&str; 7] = ["-n", "-c", "4", "-j", "2", "-T", "5"];
+const PGBENCH_DEADLINE: Duration = Duration::from_secs(60);
+/// The transaction pgbench repeats.
+const SCRIPT: &str = "INSERT INTO items (name) VALUES ('x');\n";
+
+/// Removes the pgbench script when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub fn run(pg: &PgServer, results: &mut Results) {
+    let url = pg.create_db();
+    let db_name = url.rsplit('/').next().expect("database name").to_string();
+    let script = TempFile(
+        std::env::temp_dir().join(format!("ib-bench-insert-{}.sql", crate::support::tag())),
+    );
+    std::fs::write(&script.0, SCRIPT).expect("write the pgbench script");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    for rows in SIZES {
+        eprintln!("bench: write cost: {rows} rows");
+        c.batch_execute("TRUNCATE items").expect("truncate");
+        c.execute(
+            "INSERT INTO items (name) SELECT 'x' FROM generate_series(1, $1::bigint)",
+            &[&(rows as i64)],
+        )
+        .expect("fill items");
+        recount(&url);
+        c.batch_execute("VACUUM ANALYZE items").expect("vacuum");
+        let filled: i64 = c
+            .query_one("SELECT max(id) FROM items", &[])
+            .expect("max id")
+            .get(0);
+        // Back to `rows` rows after each run, so both runs see the same table. With the
+        // trigger enabled the delete keeps the counter right; `recount` fixes it otherwise.
+        let reset = |c: &mut postgres::Client| {
+            c.execute("DELETE FROM items WHERE id > $1", &[&filled])
+                .expect("reset items");
+            c.batch_execute("VACUUM items").expect("vacuum");
+        };
+        let with = pgbench(pg, &mut c, &db_name, &script.0);
+        reset(&mut c);
+        c.batch_execute("ALTER TABLE items DISABLE TRIGGER USER")
+            .expect("disable trigger");
+        let without = pgbench(pg, &mut c, &db_name, &script.0);
+        reset(&mut c);
+        c.batch_execute("ALTER TABLE items ENABLE TRIGGER USER")
+            .expect("enable trigger");
+        recount(&url);
+        results.write_cost.push(WriteCost {
+            rows,
+            tps_with_trigger: with,
+            tps_without_trigger: without,
+            ratio: with / without,
+        });
+    }
+}
+
+/// `items-listen migrate`: the same schema again, and the counter recounted.
+fn recount(url: &str) {
+    let mut db = Db::connect(url).expect("connect");
+    migrate::migrate(&mut db, "item_count").expect("migrate (recount)");
+}
+
+/// One pgbench run; its TPS. A checkpoint first, so none falls inside the 5 s.
+fn pgbench(pg: &PgServer, c: &mut postgres::Client, db: &str, script: &std::path::Path) -> f64 {
+    c.batch_execute("CHECKPOINT").expect("checkpoint");
+    sys::check();
+    let out = sys::run(
+        Command::new(pg_bin("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(PGBENCH)
+            .arg("-f")
+            .arg(script)
+            .arg(db),
+        PGBENCH_DEADLINE,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no TPS in pgbench output:\n{text}"))
+}
