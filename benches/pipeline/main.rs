@@ -36,7 +36,19 @@ const BUDGET: Duration = Duration::from_secs(240);
 fn main() -> ExitCode {
     let started = Instant::now();
     sys::install_abort();
-    sys::watchdog(BUDGET);
+    // An abort unwinds every phase with the same panic: one line says it, not a backtrace each.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !sys::aborted() {
+            report(info);
+        }
+    }));
+    // BENCH_BUDGET=S shortens the budget (to try the abort path).
+    let budget = std::env::var("BENCH_BUDGET")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(BUDGET, Duration::from_secs);
+    sys::watchdog(budget);
     let mut results = Results {
         machine: machine(),
         ..Results::default()
@@ -51,7 +63,9 @@ fn main() -> ExitCode {
         .arg("pubsub 0 0 0")
         .query(&mut con)
         .expect("CONFIG SET");
+    sys::started(redis.pid());
     let pg = PgServer::start_with(Durability::Durable);
+    sys::started(pg.postmaster_pid());
     results.machine.redis = info_field(&mut con, "server", "redis_version");
     results.machine.postgres = pg
         .admin()
@@ -182,7 +196,9 @@ pub fn spawn(bin: &str, env: &[(String, String)], args: &[&str]) -> Proc {
         .env_clear()
         .envs(env.iter().cloned())
         .current_dir(std::env::temp_dir());
-    Proc::from_command(cmd, bin)
+    let p = Proc::from_command(cmd, bin);
+    sys::started(Some(p.child.id()));
+    p
 }
 
 /// A real event as the redis driver publishes it (~400 bytes), for `redis-benchmark`.

@@ -139,9 +139,13 @@ pub struct Memory {
 #[derive(Debug, Default, Serialize)]
 pub struct WriteCost {
     pub rows: u64,
+    /// Means of the runs below.
     pub tps_with_trigger: f64,
     pub tps_without_trigger: f64,
     pub ratio: f64,
+    /// Each pgbench run's TPS, in the order with, without, without, with.
+    pub runs_with_trigger: Vec<f64>,
+    pub runs_without_trigger: Vec<f64>,
 }
 
 /// One line of the table.
@@ -333,7 +337,7 @@ impl Results {
             let same = small.is_none_or(|s| (w.ratio / s - 1.0).abs() <= WRITE_COST_SAME);
             t.push(row(
                 format!(
-                    "5 write cost, {} rows: TPS with / without trigger",
+                    "5 write cost, {} rows: TPS with / without trigger (2 runs each)",
                     thousands(w.rows as f64)
                 ),
                 format!(

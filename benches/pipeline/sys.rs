@@ -4,12 +4,17 @@
 use inventory_broadcast::shutdown::Shutdown;
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Set by SIGINT/SIGTERM or by the watchdog: every wait then panics, so the phase in hand
 /// unwinds and drops (kills) what it started.
 static ABORT: OnceLock<Shutdown> = OnceLock::new();
+/// What the run started, by pid and start time (so a reused pid is never taken for ours), for
+/// the watchdog's last resort.
+static STARTED: Mutex<Vec<(u32, u64)>> = Mutex::new(Vec::new());
+/// After an abort, how long the run may take to unwind before the watchdog ends it.
+const GRACE: Duration = Duration::from_secs(30);
 
 /// Wires SIGINT/SIGTERM to the abort flag (a second signal exits at once).
 pub fn install_abort() {
@@ -17,12 +22,49 @@ pub fn install_abort() {
     let _ = ABORT.set(token);
 }
 
-/// Aborts the run after `budget`, so the benchmark ends by itself whatever hangs.
+/// Remembers a process the run started (a server, a daemon).
+pub fn started(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        if let Some(since) = start_time(pid) {
+            STARTED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((pid, since));
+        }
+    }
+}
+
+/// When a process started (clock ticks after boot): with the pid, it names one process.
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (the state letter is the first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces or ')': the fields start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Aborts the run after `budget`, so the benchmark ends by itself whatever hangs. Should the
+/// unwinding itself hang (a call stuck in a server), it SIGKILLs what the run started and exits.
 pub fn watchdog(budget: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(budget);
         eprintln!("bench: the run exceeded its {budget:?} budget; aborting");
         abort();
+        std::thread::sleep(GRACE);
+        eprintln!("bench: still running {GRACE:?} after the abort; killing what it started");
+        for (pid, since) in STARTED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if start_time(*pid) != Some(*since) {
+                continue; // gone (its pid may belong to someone else by now)
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        std::process::exit(1);
     });
 }
 
@@ -92,6 +134,7 @@ pub fn run(cmd: &mut Command, within: Duration) -> Output {
         if aborted() || Instant::now() >= end {
             let _ = child.kill();
             let _ = child.wait();
+            check();
             panic!("{what} did not finish within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -127,9 +170,7 @@ pub fn clock_ticks() -> f64 {
 /// A process's state letter and its CPU time so far (utime + stime, in clock ticks).
 /// A zombie (exited, not yet reaped) still shows its final times.
 pub fn cpu_ticks(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces or ')': the fields start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     let state = fields.first()?.chars().next()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
@@ -152,9 +193,11 @@ pub fn wait_exit_with_cpu(child: &mut Child, within: Duration) -> (f64, Instant)
             Some(_) => {}
             None => panic!("process {pid} vanished before its CPU time was read"),
         }
-        if aborted() || Instant::now() >= end {
-            panic!("process {pid} did not exit within {within:?}");
-        }
+        check();
+        assert!(
+            Instant::now() < end,
+            "process {pid} did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
