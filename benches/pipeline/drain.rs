@@ -48,11 +48,13 @@ pub fn drain(redis: &crate::support::private::RedisServer, db_url: &str) -> Drai
     let mut events = Events::subscribe(&config.broadcast.redis_url, &config.broadcast.channel);
     let mut con = redis.connection();
     let redis_cpu = sys::redis_cpu(&mut con);
+    let own_cpu = own_cpu();
     eprintln!("bench: drain: one queue-work --stop-when-empty");
     let started = Instant::now();
     let mut worker = crate::spawn("queue-work", &env, &["-q", "--stop-when-empty"]);
     let (worker_cpu, exited) = sys::wait_exit_with_cpu(&mut worker.child, DRAIN_DEADLINE);
     let redis_cpu = sys::redis_cpu(&mut con) - redis_cpu;
+    let own_cpu = self::own_cpu() - own_cpu;
     let worker_exit = worker.child.wait().ok().and_then(|s| s.code());
     sys::wait_for(LATE_EVENTS, Duration::from_millis(20), || {
         events.ingest().ids.len() >= JOBS
@@ -84,8 +86,14 @@ pub fn drain(redis: &crate::support::private::RedisServer, db_url: &str) -> Drai
         wall_per_s: received as f64 / wall,
         worker_cpu_us_per_job: worker_cpu * 1e6 / jobs,
         redis_cpu_us_per_job: redis_cpu * 1e6 / jobs,
+        subscriber_cpu_us_per_job: own_cpu * 1e6 / jobs,
         worker_exit,
     }
+}
+
+/// This process's CPU time (its subscriber thread is what runs during the drain), in seconds.
+fn own_cpu() -> f64 {
+    sys::cpu_ticks(std::process::id()).map_or(0.0, |(_, t)| t as f64 / sys::clock_ticks())
 }
 
 pub fn dispatch(redis: &crate::support::private::RedisServer, db_url: &str) -> Dispatch {

@@ -85,6 +85,9 @@ pub struct Drain {
     pub wall_per_s: f64,
     pub worker_cpu_us_per_job: f64,
     pub redis_cpu_us_per_job: f64,
+    /// The benchmark process meanwhile: its subscriber reading and counting every event, on
+    /// the same two cores.
+    pub subscriber_cpu_us_per_job: f64,
     pub worker_exit: Option<i32>,
 }
 
@@ -217,7 +220,7 @@ impl Results {
             );
             if let Some(rt) = self.rtt("EVALSHA", 1) {
                 ratios.push_str(&format!(
-                    "; one job costs {:.1} one-client round trips",
+                    "; a job takes as long as {:.1} one-client EVALSHA round trips",
                     rt / d.events_per_s
                 ));
             }
@@ -235,10 +238,10 @@ impl Results {
                 None,
             ));
             t.push(row(
-                "1 drain: CPU per job, worker / Redis",
+                "1 drain: CPU per job, worker / Redis / subscriber (bench)",
                 format!(
-                    "{:.0} µs / {:.0} µs",
-                    d.worker_cpu_us_per_job, d.redis_cpu_us_per_job
+                    "{:.0} / {:.0} / {:.0} µs",
+                    d.worker_cpu_us_per_job, d.redis_cpu_us_per_job, d.subscriber_cpu_us_per_job
                 ),
                 "",
                 None,
