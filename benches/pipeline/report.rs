@@ -29,6 +29,8 @@ pub struct Results {
     pub sustained: Vec<Sustained>,
     pub memory: Vec<Memory>,
     pub write_cost: Vec<WriteCost>,
+    /// pgbench with one client and no trigger (1,000 rows): one commit and WAL flush at a time.
+    pub serial_commit_tps: Option<f64>,
     /// How long each phase took, and how loaded the machine was (others' work shows here).
     pub phases: Vec<Phase>,
     /// Phases that could not be measured, and why.
@@ -351,6 +353,24 @@ impl Results {
                 ),
                 "≥ 60 %, same at 1k and 1M (±10 %)",
                 Some(w.ratio >= WRITE_COST_TARGET && same),
+            ));
+        }
+        if let Some(serial) = self.serial_commit_tps {
+            let with = self
+                .write_cost
+                .first()
+                .map(|w| {
+                    format!(
+                        " (the 4-client runs with the trigger: {:.2}× this)",
+                        w.tps_with_trigger / serial
+                    )
+                })
+                .unwrap_or_default();
+            t.push(row(
+                "5 write cost: one client, no trigger (one commit, one WAL flush at a time)",
+                format!("{} TPS{with}", thousands(serial)),
+                "",
+                None,
             ));
         }
         for m in &self.memory {
