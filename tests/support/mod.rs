@@ -9,6 +9,8 @@ pub mod fake_webhook;
 pub mod http;
 pub mod private;
 
+// Shared by the test, fault and bench binaries; not every one names it this way.
+#[allow(unused_imports)]
 pub use private::RedisServer;
 
 use inventory_broadcast::event::Alert;
@@ -445,6 +447,17 @@ impl Subscriber {
     /// Every message so far, with when it arrived.
     pub fn all(&self) -> Vec<(Instant, String)> {
         self.got.lock().expect("subscriber lock").clone()
+    }
+
+    /// How many messages arrived so far (cheap: copies nothing).
+    pub fn received(&self) -> usize {
+        self.got.lock().expect("subscriber lock").len()
+    }
+
+    /// The messages from index `from` on, so a caller polling a long run copies each once.
+    pub fn since(&self, from: usize) -> Vec<(Instant, String)> {
+        let got = self.got.lock().expect("subscriber lock");
+        got.get(from..).map(<[_]>::to_vec).unwrap_or_default()
     }
 
     /// The next message's raw payload, or `None` at the deadline.

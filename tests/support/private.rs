@@ -1,5 +1,5 @@
 //! Private PostgreSQL and Redis servers on free loopback ports, for tests that stop, kill or
-//! pause a server: never the shared services. Each is killed when dropped.
+//! pause a server and for the benchmark: never the shared services. Each is killed when dropped.
 
 #![allow(dead_code)]
 
@@ -33,8 +33,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The directory of `initdb`/`pg_ctl`: the newest /usr/lib/postgresql/N/bin, else PATH.
-fn pg_bin(name: &str) -> PathBuf {
+/// A PostgreSQL program (`initdb`, `pg_ctl`, `pgbench`): the newest /usr/lib/postgresql/N/bin
+/// that has it, else PATH.
+pub fn pg_bin(name: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -56,15 +57,40 @@ fn pg_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Whether a private PostgreSQL waits for the disk at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`, `synchronous_commit=off`: fast to start, stop and fill; for tests.
+    Fast,
+    /// `fsync=on`, `synchronous_commit=on`, as a production server runs: every commit waits
+    /// for its WAL flush. For measuring write cost and latency.
+    Durable,
+}
+
+impl Durability {
+    fn settings(self) -> &'static str {
+        match self {
+            Durability::Fast => "-c fsync=off -c synchronous_commit=off",
+            Durability::Durable => "-c fsync=on -c synchronous_commit=on",
+        }
+    }
+}
+
 /// A PostgreSQL cluster of its own (trust auth, superuser `postgres`).
 pub struct PgServer {
     pub port: u16,
+    pub durability: Durability,
     dir: PathBuf,
     as_root: bool,
 }
 
 impl PgServer {
+    /// A [`Durability::Fast`] server.
     pub fn start() -> PgServer {
+        PgServer::start_with(Durability::Fast)
+    }
+
+    pub fn start_with(durability: Durability) -> PgServer {
         let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
         std::fs::create_dir_all(&dir).expect("pg dir");
         let as_root = is_root();
@@ -79,6 +105,7 @@ impl PgServer {
         }
         let pg = PgServer {
             port: free_port(),
+            durability,
             dir,
             as_root,
         };
@@ -126,9 +153,10 @@ impl PgServer {
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn up(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.durability.settings()
         );
         let out = self
             .cmd("pg_ctl")
@@ -169,6 +197,12 @@ impl PgServer {
 
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The postmaster's pid (first line of `postmaster.pid`), while it runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     pub fn admin(&self) -> postgres::Client {
@@ -275,6 +309,19 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A client connection to this server.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_connection()
+            .expect("connect to the private redis")
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn signal(&self, sig: &str) {

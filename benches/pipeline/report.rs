@@ -1,0 +1,438 @@
+//! The figures of one run, the issue's targets beside them, and the table and JSON they become.
+
+use serde::Serialize;
+
+/// Reference figures quoted by the issue (same job, this kind of machine), for ratios.
+const LARAVEL_JOBS_PER_S: f64 = 760.0;
+const APALIS_JOBS_PER_S: f64 = 5_100.0;
+
+/// The issue's targets.
+const DRAIN_TARGET: f64 = 20_000.0;
+const LATENCY_50_P50_MS: f64 = 1.0;
+const LATENCY_50_P99_MS: f64 = 5.0;
+const LATENCY_500_P99_MS: f64 = 10.0;
+const BACKLOG_TARGET: u64 = 100;
+const WRITE_COST_TARGET: f64 = 0.60;
+/// "The same at 1k and 1M rows", made measurable: the 1M ratio within 10 % of the 1k one.
+const WRITE_COST_SAME: f64 = 0.10;
+const MEMORY_TARGET_MB: f64 = 20.0;
+/// "Flat", made measurable: the last RSS sample at most this much above the first.
+const MEMORY_FLAT_MB: f64 = 1.0;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub limit: Vec<RedisBench>,
+    pub drain: Option<Drain>,
+    pub dispatch: Option<Dispatch>,
+    pub latency: Vec<Latency>,
+    pub sustained: Vec<Sustained>,
+    pub memory: Vec<Memory>,
+    pub write_cost: Vec<WriteCost>,
+    /// pgbench with one client and no trigger (1,000 rows): one commit and WAL flush at a time.
+    pub serial_commit_tps: Option<f64>,
+    /// How long each phase took, and how loaded the machine was (others' work shows here).
+    pub phases: Vec<Phase>,
+    /// Phases that could not be measured, and why.
+    pub errors: Vec<String>,
+    /// The measuring run, without the build.
+    pub seconds: f64,
+    pub table: Vec<Row>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_mb: u64,
+    pub kernel: String,
+    pub postgres: String,
+    pub redis: String,
+    /// /proc/loadavg (1, 5, 15 min) before and after the run: others' load shows here.
+    pub load_before: String,
+    pub load_after: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+    /// /proc/loadavg when it ended.
+    pub load_after: String,
+}
+
+/// One `redis-benchmark` run against the private Redis.
+#[derive(Debug, Serialize)]
+pub struct RedisBench {
+    pub command: String,
+    pub clients: u32,
+    pub pipeline: u32,
+    pub requests: u64,
+    pub per_s: f64,
+    pub p50_ms: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Drain {
+    pub jobs: u64,
+    /// Events received, duplicates included.
+    pub events: u64,
+    pub duplicates: u64,
+    /// Jobs whose event never arrived.
+    pub missing: u64,
+    /// Jobs per second between the first and the last event.
+    pub events_per_s: f64,
+    /// The worker process from start to exit.
+    pub wall_s: f64,
+    pub wall_per_s: f64,
+    pub worker_cpu_us_per_job: f64,
+    pub redis_cpu_us_per_job: f64,
+    /// The benchmark process meanwhile: its subscriber reading and counting every event, on
+    /// the same two cores.
+    pub subscriber_cpu_us_per_job: f64,
+    pub worker_exit: Option<i32>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Dispatch {
+    pub alerts: u64,
+    pub jobs: u64,
+    pub seconds: f64,
+    pub jobs_per_s: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    /// Inserts per second asked for, and achieved.
+    pub rate: f64,
+    pub achieved_rate: f64,
+    pub inserts: u64,
+    /// Inserts whose broadcast never arrived.
+    pub missing: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Sustained {
+    pub clients: u32,
+    pub seconds: f64,
+    pub inserts: u64,
+    pub inserts_per_s: f64,
+    /// Broadcasts received while the inserts ran.
+    pub broadcasts_per_s: f64,
+    /// Inserts committed minus broadcasts received, when the inserts stopped.
+    pub backlog: u64,
+    /// From the inserts' end to the last broadcast; `None` when it never completed.
+    pub drain_s: Option<f64>,
+    pub missing: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Memory {
+    pub process: String,
+    /// VmHWM at the end: the peak RSS over the process's life.
+    pub peak_mb: f64,
+    pub first_mb: f64,
+    pub last_mb: f64,
+    pub max_sampled_mb: f64,
+    pub samples: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct WriteCost {
+    pub rows: u64,
+    /// Means of the runs below.
+    pub tps_with_trigger: f64,
+    pub tps_without_trigger: f64,
+    pub ratio: f64,
+    /// Each pgbench run's TPS, in the order with, without, without, with.
+    pub runs_with_trigger: Vec<f64>,
+    pub runs_without_trigger: Vec<f64>,
+}
+
+/// One line of the table.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub measure: String,
+    pub result: String,
+    pub target: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` for a figure without a target.
+    pub met: Option<bool>,
+}
+
+fn row(measure: impl Into<String>, result: String, target: &str, met: Option<bool>) -> Row {
+    Row {
+        measure: measure.into(),
+        result,
+        target: target.to_string(),
+        met,
+    }
+}
+
+/// 12345.6 → "12,346".
+pub fn thousands(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let n = x.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn ms(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+impl Results {
+    fn rtt(&self, command: &str, pipeline: u32) -> Option<f64> {
+        self.limit
+            .iter()
+            .find(|b| b.command == command && b.pipeline == pipeline)
+            .map(|b| b.per_s)
+    }
+
+    /// Builds [`Results::table`] from the figures.
+    pub fn build_table(&mut self) {
+        let mut t = Vec::new();
+        if let Some(d) = &self.drain {
+            t.push(row(
+                "1 drain: jobs/s, one `queue-work`, first → last event",
+                thousands(d.events_per_s),
+                "≥ 20,000",
+                Some(d.events_per_s >= DRAIN_TARGET),
+            ));
+            let mut ratios = format!(
+                "{:.1}× Laravel's 760/s, {:.2}× apalis' 5,100/s (issue's figures)",
+                d.events_per_s / LARAVEL_JOBS_PER_S,
+                d.events_per_s / APALIS_JOBS_PER_S
+            );
+            if let Some(rt) = self.rtt("EVALSHA", 1) {
+                ratios.push_str(&format!(
+                    "; a job takes as long as {:.1} one-client EVALSHA round trips",
+                    rt / d.events_per_s
+                ));
+            }
+            if let Some(p) = self.rtt("PUBLISH", 16) {
+                ratios.push_str(&format!(
+                    "; {:.1} % of pipelined PUBLISH/s",
+                    100.0 * d.events_per_s / p
+                ));
+            }
+            t.push(row("1 drain: ratios", ratios, "", None));
+            t.push(row(
+                "1 drain: jobs/s over the worker's wall time",
+                format!("{} ({:.1} s)", thousands(d.wall_per_s), d.wall_s),
+                "",
+                None,
+            ));
+            t.push(row(
+                "1 drain: CPU per job, worker / Redis / subscriber (bench)",
+                format!(
+                    "{:.0} / {:.0} / {:.0} µs",
+                    d.worker_cpu_us_per_job, d.redis_cpu_us_per_job, d.subscriber_cpu_us_per_job
+                ),
+                "",
+                None,
+            ));
+            t.push(row(
+                "1 drain: events received (duplicates, missing)",
+                format!(
+                    "{} ({}, {})",
+                    thousands(d.events as f64),
+                    d.duplicates,
+                    d.missing
+                ),
+                "every job, at least once",
+                Some(d.missing == 0 && d.worker_exit == Some(0)),
+            ));
+        }
+        if let Some(d) = &self.dispatch {
+            let vs = self
+                .rtt("EVALSHA", 1)
+                .map(|rt| format!(" ({:.2}× one-client EVALSHA/s)", d.jobs_per_s / rt))
+                .unwrap_or_default();
+            t.push(row(
+                "2 dispatch: jobs/s, `Dispatcher::dispatch` in a loop",
+                format!("{}{vs}", thousands(d.jobs_per_s)),
+                "",
+                None,
+            ));
+        }
+        for l in &self.latency {
+            let (target, met) = if l.rate <= 50.0 {
+                (
+                    "p50 ≤ 1, p99 ≤ 5",
+                    l.p50_ms <= LATENCY_50_P50_MS && l.p99_ms <= LATENCY_50_P99_MS,
+                )
+            } else {
+                ("p99 ≤ 10", l.p99_ms <= LATENCY_500_P99_MS)
+            };
+            t.push(row(
+                format!(
+                    "3 latency at {}/s ({:.0}/s achieved): p50 / p95 / p99 / max, ms",
+                    l.rate, l.achieved_rate
+                ),
+                format!(
+                    "{} / {} / {} / {}{}",
+                    ms(l.p50_ms),
+                    ms(l.p95_ms),
+                    ms(l.p99_ms),
+                    ms(l.max_ms),
+                    if l.missing > 0 {
+                        format!(" ({} missing)", l.missing)
+                    } else {
+                        String::new()
+                    }
+                ),
+                target,
+                Some(met && l.missing == 0),
+            ));
+        }
+        for s in &self.sustained {
+            t.push(row(
+                format!(
+                    "4 sustained, {} client(s): inserts/s → broadcasts/s",
+                    s.clients
+                ),
+                format!(
+                    "{} → {} ({:.0} %)",
+                    thousands(s.inserts_per_s),
+                    thousands(s.broadcasts_per_s),
+                    100.0 * s.broadcasts_per_s / s.inserts_per_s
+                ),
+                "keep pace",
+                None,
+            ));
+            t.push(row(
+                format!(
+                    "4 sustained, {} client(s): backlog at stop, time to drain",
+                    s.clients
+                ),
+                format!(
+                    "{}, {}{}",
+                    thousands(s.backlog as f64),
+                    s.drain_s
+                        .map_or("never".into(), |d| format!("{:.0} ms", d * 1000.0)),
+                    if s.missing > 0 {
+                        format!(" ({} missing)", s.missing)
+                    } else {
+                        String::new()
+                    }
+                ),
+                "< 100",
+                Some(s.backlog < BACKLOG_TARGET && s.missing == 0),
+            ));
+        }
+        let small = self.write_cost.first().map(|w| w.ratio);
+        for w in &self.write_cost {
+            let same = small.is_none_or(|s| (w.ratio / s - 1.0).abs() <= WRITE_COST_SAME);
+            t.push(row(
+                format!(
+                    "5 write cost, {} rows: TPS with / without trigger (2 runs each)",
+                    thousands(w.rows as f64)
+                ),
+                format!(
+                    "{} / {} = {:.0} %",
+                    thousands(w.tps_with_trigger),
+                    thousands(w.tps_without_trigger),
+                    100.0 * w.ratio
+                ),
+                "≥ 60 %, same at 1k and 1M (±10 %)",
+                Some(w.ratio >= WRITE_COST_TARGET && same),
+            ));
+        }
+        if let Some(serial) = self.serial_commit_tps {
+            let with = self
+                .write_cost
+                .first()
+                .map(|w| {
+                    format!(
+                        " (the 4-client runs with the trigger: {:.2}× this)",
+                        w.tps_with_trigger / serial
+                    )
+                })
+                .unwrap_or_default();
+            t.push(row(
+                "5 write cost: one client, no trigger (one commit, one WAL flush at a time)",
+                format!("{} TPS{with}", thousands(serial)),
+                "",
+                None,
+            ));
+        }
+        for m in &self.memory {
+            let flat = m.last_mb - m.first_mb <= MEMORY_FLAT_MB;
+            t.push(row(
+                format!("6 memory, {}: peak RSS; RSS first → last", m.process),
+                format!(
+                    "{:.1} MB; {:.1} → {:.1} MB ({} samples)",
+                    m.peak_mb, m.first_mb, m.last_mb, m.samples
+                ),
+                "< 20 MB, flat (+≤ 1 MB)",
+                Some(m.peak_mb < MEMORY_TARGET_MB && flat),
+            ));
+        }
+        for b in &self.limit {
+            t.push(row(
+                format!(
+                    "7 limit: redis-benchmark {} -c {} -P {}",
+                    b.command, b.clients, b.pipeline
+                ),
+                format!("{}/s (p50 {} ms)", thousands(b.per_s), b.p50_ms),
+                "",
+                None,
+            ));
+        }
+        let m = &self.machine;
+        t.push(row(
+            "machine",
+            format!(
+                "{} × {}, {} MB RAM, Linux {}, PostgreSQL {}, Redis {}; load {} → {}",
+                m.cpus,
+                m.cpu_model,
+                thousands(m.memory_mb as f64),
+                m.kernel,
+                m.postgres,
+                m.redis,
+                m.load_before,
+                m.load_after
+            ),
+            "",
+            None,
+        ));
+        for e in &self.errors {
+            t.push(row("NOT MEASURED", e.clone(), "", Some(false)));
+        }
+        self.table = t;
+    }
+
+    /// The table in Markdown, as the README quotes it.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| measure | result | target | |\n|---|---|---|---|\n");
+        for r in &self.table {
+            let verdict = match r.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "",
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {verdict} |\n",
+                r.measure, r.result, r.target
+            ));
+        }
+        out
+    }
+}
