@@ -31,6 +31,10 @@ pub struct Results {
     pub write_cost: Vec<WriteCost>,
     /// pgbench with one client and no trigger (1,000 rows): one commit and WAL flush at a time.
     pub serial_commit_tps: Option<f64>,
+    /// pgbench, 4 clients, 1,000 rows, with a trigger that only NOTIFYs: the ceiling of any
+    /// design that notifies on every commit (PostgreSQL holds a cluster-wide lock from a
+    /// notifying transaction's pre-commit until after its WAL flush).
+    pub notify_only_tps: Option<f64>,
     /// How long each phase took, and how loaded the machine was (others' work shows here).
     pub phases: Vec<Phase>,
     /// Phases that could not be measured, and why.
@@ -353,6 +357,18 @@ impl Results {
                 ),
                 "≥ 60 %, same at 1k and 1M (±10 %)",
                 Some(w.ratio >= WRITE_COST_TARGET && same),
+            ));
+        }
+        if let (Some(notify), Some(w)) = (self.notify_only_tps, self.write_cost.first()) {
+            t.push(row(
+                "5 write cost: a trigger that only NOTIFYs (the ceiling for a NOTIFY per commit)",
+                format!(
+                    "{notify:.0} TPS = {:.0} % of without; ours is {:.0} % of this",
+                    100.0 * notify / w.tps_without_trigger,
+                    100.0 * w.tps_with_trigger / notify
+                ),
+                "",
+                None,
             ));
         }
         if let Some(serial) = self.serial_commit_tps {

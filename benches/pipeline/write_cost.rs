@@ -69,9 +69,13 @@ pub fn run(pg: &PgServer, results: &mut Results) {
             reset(&mut c);
         }
         if rows == SIZES[0] {
+            results.notify_only_tps = Some(notify_only(pg, &mut c, &db_name, &script.0));
+            reset(&mut c);
             // One client, no trigger: commits one at a time, each waiting for its own WAL
             // flush. With one counter row, writers queue on its lock across their flush, so
             // this is what the trigger runs approach when the disk is the bottleneck.
+            c.batch_execute("ALTER TABLE items DISABLE TRIGGER USER")
+                .expect("disable the trigger");
             let tps = pgbench(pg, &mut c, &db_name, &script.0, 1);
             results.serial_commit_tps = Some(tps);
             reset(&mut c);
@@ -90,6 +94,23 @@ pub fn run(pg: &PgServer, results: &mut Results) {
             runs_without_trigger: without,
         });
     }
+}
+
+/// 4 clients with a trigger that only NOTIFYs a constant: what a NOTIFY per commit costs by
+/// itself, whatever keeps the count.
+fn notify_only(pg: &PgServer, c: &mut postgres::Client, db: &str, script: &std::path::Path) -> f64 {
+    c.batch_execute(
+        "ALTER TABLE items DISABLE TRIGGER USER;
+         CREATE OR REPLACE FUNCTION bench_notify_only() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_notify('item_count', '{\"count\": 0}'); RETURN NULL; END $$;
+         CREATE TRIGGER bench_notify_only AFTER INSERT ON items
+           FOR EACH STATEMENT EXECUTE FUNCTION bench_notify_only();",
+    )
+    .expect("create the NOTIFY-only trigger");
+    let tps = pgbench(pg, c, db, script, CLIENTS);
+    c.batch_execute("DROP TRIGGER bench_notify_only ON items; DROP FUNCTION bench_notify_only();")
+        .expect("drop the NOTIFY-only trigger");
+    tps
 }
 
 /// `items-listen migrate`: the same schema again, and the counter recounted.
