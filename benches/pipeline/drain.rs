@@ -113,7 +113,7 @@ pub fn dispatch(redis: &crate::support::private::RedisServer, db_url: &str) -> D
     for count in 1..=WARM_UP {
         one(count);
     }
-    eprintln!("bench: dispatch: {ALERTS} alerts through Dispatcher::dispatch");
+    eprintln!("bench: dispatch: {ALERTS} alerts through Dispatcher::broadcast_all");
     let started = Instant::now();
     let mut jobs = 0;
     for count in WARM_UP + 1..=WARM_UP + ALERTS {

@@ -270,7 +270,7 @@ impl Results {
                 .map(|rt| format!(" ({:.2}× one-client EVALSHA/s)", d.jobs_per_s / rt))
                 .unwrap_or_default();
             t.push(row(
-                "2 dispatch: jobs/s, `Dispatcher::dispatch` in a loop",
+                "2 dispatch: jobs/s, `Dispatcher::broadcast_all` of one alert in a loop",
                 format!("{}{vs}", thousands(d.jobs_per_s)),
                 "",
                 None,
