@@ -407,3 +407,47 @@ fn a_config_file_with_a_secret_readable_by_others_gets_one_warning() {
     let out = ok(w.run("notify", &["--count", "1", "--dry-run", "--config", path]));
     assert!(!stderr(&out).contains("WARN"), "{}", stderr(&out));
 }
+
+#[test]
+fn slow_jobs_of_a_batch_are_handed_back_before_their_reservation_runs_short() {
+    // Every call hangs: each attempt of each Slack job takes its whole 1 s timeout.
+    let hook = FakeWebhook::start(&[Step::Hang; 12]);
+    let mut w = slack_world(&hook);
+    w.set("INVENTORY_QUEUE_TIMEOUT", "1");
+    for _ in 0..3 {
+        ok(w.run("notify", &["--count", "31", "--force"]));
+    }
+    // The first worker reserves all six jobs (3 null broadcasts, 3 Slack) in one batch; with
+    // retry_after 2 it can start only one 1-s job per reservation, so it must hand the others
+    // back unrun. Were they left to expire, the second worker would take them over while the
+    // first still meant to run them: some job would run three times, or fail unrun.
+    let args = [
+        "--stop-when-empty",
+        "--tries",
+        "2",
+        "--backoff",
+        "0",
+        "--timeout",
+        "1",
+        "--retry-after",
+        "2",
+    ];
+    let mut first = w.spawn("queue-work", &args);
+    first.wait_for_log("RUNNING");
+    let mut second = w.spawn("queue-work", &args);
+    assert_eq!(first.wait_exit_within(Duration::from_secs(30)), Some(0));
+    assert_eq!(second.wait_exit_within(Duration::from_secs(30)), Some(0));
+    let log = [first.log(), second.log()].concat().join("\n");
+    let failed = w.db.failed_jobs();
+    assert_eq!(failed.len(), 3, "{log}");
+    for (id, _, exception) in &failed {
+        // Two real attempts each: no attempt was used up by waiting in a batch.
+        assert!(exception.starts_with("attempt 2:"), "{exception}\n{log}");
+        let running = log
+            .lines()
+            .filter(|l| l.contains(id.as_str()) && l.contains("RUNNING"))
+            .count();
+        assert_eq!(running, 2, "job {id}:\n{log}");
+    }
+    assert!(!log.contains("more than its"), "{log}");
+}
