@@ -48,6 +48,5 @@ fn run(args: Args) -> anyhow::Result<()> {
         manual::Mode::Queue
     };
     let out = manual::notify(&cfg, args.count, mode, args.json, args.force)?;
-    println!("{out}");
-    Ok(())
+    Ok(cli::print(&out)?)
 }

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use inventory_broadcast::admin::{self, RetryTarget};
-use inventory_broadcast::{cli, config, shutdown::Shutdown, worker};
+use inventory_broadcast::admin::{Admin, RetryTarget, render};
+use inventory_broadcast::{cli, clock, config, shutdown::Shutdown, worker};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -185,13 +185,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             let cfg = args
                 .common
                 .load(config::flags([("queue.names", "--queue", queue)]))?;
-            let status = admin::status(&cfg, &cfg.queue.names)?;
-            if json {
-                println!("{}", status.to_json());
+            let status = Admin::new(&cfg).status(&cfg.queue.names)?;
+            let out = if json {
+                status.to_json()
             } else {
-                print!("{}", status.render(worker::heartbeat::now_ms()));
-            }
-            Ok(())
+                render::status(&status, clock::now_ms())
+            };
+            Ok(cli::print(&out)?)
         }
         Some(Command::Failed(failed)) => {
             let cfg = args.common.load(Vec::new())?;
@@ -201,17 +201,20 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn failed_command(cfg: &config::Config, args: FailedArgs) -> anyhow::Result<()> {
+    let mut admin = Admin::new(cfg);
     let out = match args.command.unwrap_or(FailedCommand::List(args.list)) {
-        FailedCommand::List(l) => admin::failed_list(cfg, l.queue.as_deref(), l.json)?,
-        FailedCommand::Show { id, json } => admin::failed_show(cfg, &id, json)?,
+        FailedCommand::List(l) => {
+            render::failed_list(&admin.failed_list(l.queue.as_deref())?, l.json)
+        }
+        FailedCommand::Show { id, json } => render::failed_show(&admin.failed_show(&id)?, json),
         FailedCommand::Retry { ids, queue } => {
             let target = if ids.iter().any(|i| i == "all") {
                 RetryTarget::All
             } else {
                 RetryTarget::Ids(ids)
             };
-            let report = admin::failed_retry(cfg, &target, queue.as_deref())?;
-            println!("{}", report.render());
+            let report = admin.failed_retry(&target, queue.as_deref())?;
+            cli::print(&render::retry_report(&report))?;
             anyhow::ensure!(
                 report.complete(),
                 "{} failed job(s) not retried",
@@ -219,11 +222,10 @@ fn failed_command(cfg: &config::Config, args: FailedArgs) -> anyhow::Result<()> 
             );
             return Ok(());
         }
-        FailedCommand::Forget { id } => admin::failed_forget(cfg, &id)?,
-        FailedCommand::Flush { hours } => admin::failed_flush(cfg, hours)?,
+        FailedCommand::Forget { id } => render::forgot(&admin.failed_forget(&id)?),
+        FailedCommand::Flush { hours } => render::flushed(admin.failed_flush(hours)?, hours),
     };
-    println!("{out}");
-    Ok(())
+    Ok(cli::print(&out)?)
 }
 
 fn work(common: &cli::Common, args: Work) -> anyhow::Result<()> {
@@ -243,10 +245,12 @@ fn work(common: &cli::Common, args: Work) -> anyhow::Result<()> {
     ]))?;
     let opts = worker::Options {
         queues: cfg.queue.names.clone(),
-        once: args.once,
-        stop_when_empty: args.stop_when_empty,
-        max_jobs: args.max_jobs,
-        max_time: args.max_time.map(Duration::from_secs),
+        limits: worker::Limits {
+            once: args.once,
+            stop_when_empty: args.stop_when_empty,
+            max_jobs: args.max_jobs,
+            max_time: args.max_time.map(Duration::from_secs),
+        },
         name: cfg.queue.worker_name.clone(),
         overrides,
     };

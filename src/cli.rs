@@ -40,15 +40,36 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// Prints `name: error: …` on one line and returns the matching exit code.
+/// Prints `name: error: …` on one line and returns the matching exit code. A closed output
+/// pipe (`queue-work status | head -1`) ends the command quietly with 0, as ripgrep does: the
+/// reader has what it wanted.
 pub fn finish(name: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{name}: error: {err:#}");
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` to standard output, ending it with a newline if it has none. Unlike
+/// `println!`, a closed pipe is an error to return (see [`finish`]), not a panic.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// Flags every binary takes.

@@ -1,5 +1,6 @@
 //! The alert (one rated count) and the `ItemCountExeed` event that broadcasts it.
 
+use crate::clock::now_rfc3339;
 use crate::severity::{Boundaries, Severity, percentage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -94,16 +95,6 @@ fn message(count: u64, threshold: u64, pct: f64, severity: Severity) -> String {
             "Item count {count} has reached {pct}% of the threshold of {threshold} ({severity})."
         )
     }
-}
-
-/// The current UTC time as RFC 3339 with milliseconds, e.g. `2026-11-26T23:10:00.123Z`.
-pub fn now_rfc3339() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! HTTP POST for the deliveries that speak HTTP (Pusher, Slack): one deadline for the whole
 //! request, and every answer sorted into "done", "retry later" or "give up".
 
-use crate::broadcast::BroadcastError;
+use crate::delivery::DeliveryError;
 use std::io::Read;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ impl Client {
         content_type: &str,
         body: &[u8],
         timeout: Duration,
-    ) -> Result<(), BroadcastError> {
+    ) -> Result<(), DeliveryError> {
         let timeout = timeout.max(Duration::from_millis(1));
         let response = self
             .agent
@@ -79,7 +79,7 @@ impl Client {
 /// 5xx: the server is in trouble, try again. 408 (request timeout) and 429 (rate limited) are
 /// the two 4xx that say "later" by definition. Every other status, above all 401/403 (bad
 /// credentials), 404 (no such app or hook) and 413 (too large), will be the same next time.
-pub fn classify(target: &str, status: u16, body: &str) -> BroadcastError {
+pub fn classify(target: &str, status: u16, body: &str) -> DeliveryError {
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -91,9 +91,9 @@ pub fn classify(target: &str, status: u16, body: &str) -> BroadcastError {
         format!("{target} answered {status} {reason}: {body}")
     };
     if status >= 500 || status == 408 || status == 429 {
-        BroadcastError::Retryable(message)
+        DeliveryError::Retryable(message)
     } else {
-        BroadcastError::Permanent(message)
+        DeliveryError::Permanent(message)
     }
 }
 
@@ -116,29 +116,29 @@ fn shorten(text: &str) -> String {
 /// A request that got no HTTP answer. Everything network-shaped is worth a retry; only a URL
 /// that cannot be built is not. The messages are written here, never taken from the client,
 /// so no URL (and so no webhook token) can slip into them.
-fn transport_error(target: &str, e: &ureq::Error, timeout: Duration) -> BroadcastError {
+fn transport_error(target: &str, e: &ureq::Error, timeout: Duration) -> DeliveryError {
     use ureq::Error as E;
     match e {
-        E::Timeout(_) => BroadcastError::Retryable(format!(
+        E::Timeout(_) => DeliveryError::Retryable(format!(
             "{target}: no answer within {:.1} s (the job timeout)",
             timeout.as_secs_f64()
         )),
-        E::HostNotFound => BroadcastError::Retryable(format!("{target}: host not found (DNS)")),
+        E::HostNotFound => DeliveryError::Retryable(format!("{target}: host not found (DNS)")),
         E::Io(io) => {
             let hint = if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 "; is the server running?"
             } else {
                 ""
             };
-            BroadcastError::Retryable(format!("{target}: {}{hint}", io_text(io)))
+            DeliveryError::Retryable(format!("{target}: {}{hint}", io_text(io)))
         }
         E::BadUri(_) | E::Http(_) | E::InvalidProxyUrl | E::RequireHttpsOnly(_) => {
-            BroadcastError::Permanent(format!("{target}: the URL is not valid"))
+            DeliveryError::Permanent(format!("{target}: the URL is not valid"))
         }
         E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired => {
-            BroadcastError::Retryable(format!("{target}: TLS failed ({})", tls_text(e)))
+            DeliveryError::Retryable(format!("{target}: TLS failed ({})", tls_text(e)))
         }
-        _ => BroadcastError::Retryable(format!("{target}: {}", other_text(e))),
+        _ => DeliveryError::Retryable(format!("{target}: {}", other_text(e))),
     }
 }
 
@@ -211,5 +211,28 @@ mod tests {
             .unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+
+        // A server that takes the connection and never answers: the deadline ends the call.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let started = std::time::Instant::now();
+        let err = client
+            .post(
+                &format!("http://127.0.0.1:{port}/services/T000/B000/s3cret-token"),
+                &format!("Slack webhook at http://127.0.0.1:{port}"),
+                "application/json",
+                b"{}",
+                Duration::from_millis(300),
+            )
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("no answer within 0.3 s"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(silent);
     }
 }

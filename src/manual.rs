@@ -5,11 +5,29 @@
 
 use crate::broadcast;
 use crate::config::Config;
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use crate::notify::{self, Channel, Message, Notice};
-use crate::service::{Dispatcher, People, Plan};
+use crate::redis_conn::RedisError;
+use crate::service::{self, Dispatcher, People, Plan};
 use serde_json::json;
 use std::time::{Duration, SystemTime};
+
+/// Why a manual alert did not go out.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    /// The queue (or the alert policy's state) could not be reached.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// `--sync`: a driver or channel refused or failed; `what` names it.
+    #[error("{what}: {source}")]
+    Delivery {
+        /// `redis driver`, `slack notification`, …
+        what: String,
+        /// What went wrong.
+        source: DeliveryError,
+    },
+}
 
 /// How the alert is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +48,8 @@ pub fn notify(
     mode: Mode,
     as_json: bool,
     force: bool,
-) -> anyhow::Result<String> {
-    let alert = Alert::new(count, config.threshold, &config.boundaries, "notify");
+) -> Result<String, ManualError> {
+    let alert = service::rate(config, count, "notify");
     let people = if force { People::Force } else { People::Policy };
     match mode {
         Mode::DryRun => Ok(alert.redis_message(&config.broadcast.event)),
@@ -40,13 +58,21 @@ pub fn notify(
     }
 }
 
-fn sync(config: &Config, alert: &Alert, people: People, as_json: bool) -> anyhow::Result<String> {
+fn sync(
+    config: &Config,
+    alert: &Alert,
+    people: People,
+    as_json: bool,
+) -> Result<String, ManualError> {
     let timeout = Duration::from_secs(config.queue.timeout);
     let mut sent = Vec::new();
     for driver in &config.broadcast.drivers {
         let mut b = broadcast::build(*driver, &config.broadcast);
         b.broadcast(alert, timeout)
-            .map_err(|e| anyhow::anyhow!("{} driver: {e}", driver.as_str()))?;
+            .map_err(|source| ManualError::Delivery {
+                what: format!("{} driver", driver.as_str()),
+                source,
+            })?;
         sent.push(driver.as_str());
     }
     let notices = sync_notices(config, alert, people)?;
@@ -54,7 +80,10 @@ fn sync(config: &Config, alert: &Alert, people: People, as_json: bool) -> anyhow
     for (channel, notice) in &notices {
         notify::build(*channel, &config.notify)
             .send(&Message::new(alert, notice), timeout)
-            .map_err(|e| anyhow::anyhow!("{} notification: {e}", channel.as_str()))?;
+            .map_err(|source| ManualError::Delivery {
+                what: format!("{} notification", channel.as_str()),
+                source,
+            })?;
         told.push(channel.as_str());
     }
     Ok(if as_json {
@@ -82,15 +111,20 @@ fn sync_notices(
     config: &Config,
     alert: &Alert,
     people: People,
-) -> anyhow::Result<Vec<(Channel, Notice)>> {
-    if crate::service::enabled(config).is_empty() {
+) -> Result<Vec<(Channel, Notice)>, ManualError> {
+    if service::enabled(config).is_empty() {
         return Ok(Vec::new());
     }
     let mut dispatcher = Dispatcher::connect(config)?;
     Ok(dispatcher.decide_people(alert, people, SystemTime::now())?)
 }
 
-fn queue(config: &Config, alert: &Alert, people: People, as_json: bool) -> anyhow::Result<String> {
+fn queue(
+    config: &Config,
+    alert: &Alert,
+    people: People,
+    as_json: bool,
+) -> Result<String, ManualError> {
     let mut dispatcher = Dispatcher::connect(config)?;
     let plan = Plan {
         broadcast: true,

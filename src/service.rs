@@ -5,10 +5,10 @@ use crate::config::Config;
 use crate::event::Alert;
 use crate::notify::policy::{Decision, Policy, State};
 use crate::notify::{Channel, Notice, NoticeKind};
-use crate::queue::job::BROADCAST_KIND;
+use crate::queue::job::Kind;
 use crate::queue::{Guarded, Job, Queue};
 use crate::redis_conn::RedisError;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// How an alert treats the people channels (Slack, email).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +18,6 @@ pub enum People {
     /// Tell every enabled channel, whatever the policy says, and record nothing
     /// (`notify --force`).
     Force,
-    /// Leave them out.
-    Skip,
 }
 
 /// What one alert sets in motion.
@@ -34,9 +32,6 @@ pub struct Plan {
 /// What people are told (each channel with its notice), and every job pushed.
 type Decided = (Vec<(Channel, Notice)>, Vec<Job>);
 
-/// The key (under the queue prefix) whose absence tells the listener Redis lost its data.
-const MARKER: &str = "listener:marker";
-
 /// Turns counts into alerts and alerts into queued jobs.
 pub struct Dispatcher {
     config: Config,
@@ -50,25 +45,14 @@ impl Dispatcher {
         Ok(Dispatcher {
             config: config.clone(),
             queue: Queue::connect(&config.redis_url, &config.queue.prefix)?,
-            host: crate::notify::host_name(),
+            host: crate::host::name(),
         })
-    }
-
-    /// Rates `count`; returns the alert when it is at least the configured minimum severity.
-    pub fn rate(&self, count: u64, source: &str) -> Option<Alert> {
-        let alert = Alert::new(
-            count,
-            self.config.threshold,
-            &self.config.boundaries,
-            source,
-        );
-        (alert.severity >= self.config.min_severity).then_some(alert)
     }
 
     /// Sets the "Redis still has our data" marker; true when it was missing (first start, or
     /// Redis restarted without persistence or was flushed).
     pub fn claim_marker(&mut self) -> Result<bool, RedisError> {
-        self.queue.claim_marker(MARKER)
+        self.queue.claim_marker()
     }
 
     /// Pushes the broadcast jobs of several alerts, in order, in one round trip: the fast
@@ -133,7 +117,7 @@ impl Dispatcher {
             };
             if queue_notices {
                 let job = Job::new(
-                    channel.job_kind(),
+                    Kind::Notify(channel),
                     alert.clone(),
                     queue.tries,
                     queue.backoff.clone(),
@@ -143,7 +127,7 @@ impl Dispatcher {
             }
             g.value.push((channel, notice));
         };
-        if people != People::Policy || channels.is_empty() {
+        if people == People::Force || channels.is_empty() {
             let mut g = Guarded {
                 writes: Vec::new(),
                 jobs: broadcast,
@@ -162,9 +146,7 @@ impl Dispatcher {
             .iter()
             .map(|(c, _)| keys.alert_state(c.as_str()))
             .collect();
-        let now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = crate::clock::unix_ms(now);
         // Runs again, from scratch, whenever another process changed the state meanwhile.
         let decide = |values: &[Option<String>]| {
             let mut g = Guarded {
@@ -208,6 +190,13 @@ fn parse_state(raw: &str) -> Option<State> {
     state.ok()
 }
 
+/// Rates `count` against the configured threshold and boundaries. The listener and the
+/// benchmark both rate through here; whether an alert is worth dispatching is the caller's
+/// call (below the minimum severity it may still resolve an alert people were told about).
+pub fn rate(config: &Config, count: u64, source: &str) -> Alert {
+    Alert::new(count, config.threshold, &config.boundaries, source)
+}
+
 /// The people channels that are switched on, each with its policy.
 pub fn enabled(config: &Config) -> Vec<(Channel, Policy)> {
     let n = &config.notify;
@@ -233,7 +222,7 @@ pub fn jobs_for(config: &Config, alert: &Alert) -> Vec<Job> {
         .drivers
         .iter()
         .map(|d| {
-            let kind = format!("{BROADCAST_KIND}{}", d.as_str());
+            let kind = Kind::Broadcast(*d);
             Job::new(kind, alert.clone(), q.tries, q.backoff.clone(), q.timeout)
         })
         .collect()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 fn job(count: u64) -> Job {
     let alert = Alert::new(count, 20, &Boundaries::default(), "test");
-    Job::new("broadcast:null".into(), alert, 3, vec![1], 60)
+    Job::new("broadcast:null".parse().unwrap(), alert, 3, vec![1], 60)
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -111,9 +111,11 @@ fn a_push_wakes_a_blocked_worker() {
     let mut q = w.queue();
     let prefix = w.prefix.clone();
     let pusher = std::thread::spawn(move || {
-        let mut other =
-            inventory_broadcast::queue::Queue::connect(&crate::support::redis_url(), &prefix)
-                .unwrap();
+        let mut other = inventory_broadcast::queue::Queue::connect(
+            &inventory_broadcast::secret::Secret::new(crate::support::redis_url()),
+            &prefix,
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         other.push("default", &[job(1)]).unwrap();
     });

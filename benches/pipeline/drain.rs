@@ -45,7 +45,10 @@ pub fn drain(redis: &crate::support::private::RedisServer, db_url: &str) -> Drai
     let sizes = queue.sizes(name).expect("queue sizes");
     assert_eq!(sizes.pending, JOBS as u64, "queued jobs");
 
-    let mut events = Events::subscribe(&config.broadcast.redis_url, &config.broadcast.channel);
+    let mut events = Events::subscribe(
+        config.broadcast.redis_url.expose(),
+        &config.broadcast.channel,
+    );
     let mut con = redis.connection();
     let redis_cpu = sys::redis_cpu(&mut con);
     let own_cpu = own_cpu();
@@ -102,9 +105,11 @@ pub fn dispatch(redis: &crate::support::private::RedisServer, db_url: &str) -> D
     let mut dispatcher = Dispatcher::connect(&config).expect("connect dispatcher");
     // What `items-listen` does per notification: rate the count, then dispatch its jobs.
     let mut one = |count: u64| -> usize {
-        let alert = dispatcher
-            .rate(count, "items-listen")
-            .expect("every count is an alert at threshold 1");
+        let alert = service::rate(&config, count, "items-listen");
+        assert!(
+            alert.severity >= config.min_severity,
+            "threshold 1 rates every count"
+        );
         dispatcher
             .broadcast_all(std::slice::from_ref(&alert))
             .expect("dispatch")

@@ -1,7 +1,7 @@
 //! The log driver: one info line per event, for development and audits.
 
-use super::{BroadcastError, Broadcaster};
-use crate::config::BroadcastConfig;
+use super::{BroadcastConfig, Broadcaster};
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ impl LogBroadcaster {
 }
 
 impl Broadcaster for LogBroadcaster {
-    fn broadcast(&mut self, alert: &Alert, _timeout: Duration) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, alert: &Alert, _timeout: Duration) -> Result<(), DeliveryError> {
         log::info!(
             "broadcast [{}] {} on {}: {}",
             alert.severity,

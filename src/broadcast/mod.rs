@@ -1,4 +1,5 @@
-//! Broadcast drivers: where an alert's event goes. One file per driver.
+//! Broadcast drivers: where an alert's event goes. One file per driver; each driver owns its
+//! settings and checks them ([`pusher::check`]), the config layer only loads them.
 
 mod log;
 mod null;
@@ -7,36 +8,77 @@ mod redis;
 
 pub use self::log::LogBroadcaster;
 pub use self::null::NullBroadcaster;
-pub use self::pusher::PusherBroadcaster;
+pub use self::pusher::{PusherBroadcaster, PusherConfig};
 pub use self::redis::RedisBroadcaster;
 
-use crate::config::{BroadcastConfig, Driver};
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
+use crate::secret::Secret;
 use std::time::Duration;
 
-/// Why a broadcast failed, and whether trying again can help.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BroadcastError {
-    /// A passing fault (connection, timeout, 5xx): retry with backoff.
-    #[error("{0}")]
-    Retryable(String),
-    /// Retrying cannot help (rejected credentials, payload too large): fail at once.
-    #[error("{0}")]
-    Permanent(String),
+/// A broadcast driver, chosen by `BROADCAST_DRIVER` (a comma list sends to each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Driver {
+    /// Redis PUBLISH in Laravel Echo's format.
+    Redis,
+    /// The Pusher HTTP API (Pusher, Soketi, Laravel Reverb).
+    Pusher,
+    /// One log line per event.
+    Log,
+    /// Discards events (useful to test the queue alone).
+    Null,
 }
 
-impl BroadcastError {
-    /// True when a retry may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, BroadcastError::Retryable(_))
+impl Driver {
+    /// Every driver, in the order error messages list them.
+    pub const ALL: [Driver; 4] = [Driver::Redis, Driver::Pusher, Driver::Log, Driver::Null];
+
+    /// The name used in config and job kinds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Redis => "redis",
+            Driver::Pusher => "pusher",
+            Driver::Log => "log",
+            Driver::Null => "null",
+        }
     }
+
+    /// Parses a driver name (any case).
+    pub fn parse(name: &str) -> Option<Driver> {
+        Driver::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// True for drivers that send a whole batch in one call (the worker groups their jobs).
+    pub fn sends_batches(self) -> bool {
+        matches!(self, Driver::Redis | Driver::Log | Driver::Null)
+    }
+}
+
+/// Broadcast settings.
+#[derive(Debug, Clone)]
+pub struct BroadcastConfig {
+    /// Where events go; one job per driver.
+    pub drivers: Vec<Driver>,
+    /// The channel events are broadcast on.
+    pub channel: String,
+    /// The event name (Laravel's class name by default).
+    pub event: String,
+    /// Prefix the redis driver puts before the channel (Laravel's Redis key prefix).
+    pub redis_prefix: String,
+    /// The Redis server the redis driver publishes to (its URL may hold a password).
+    pub redis_url: Secret,
+    /// The pusher driver's server and credentials; set whenever they are configured (and
+    /// always when the pusher driver is selected).
+    pub pusher: Option<PusherConfig>,
 }
 
 /// Sends alerts' events somewhere.
 pub trait Broadcaster: Send {
     /// Broadcasts one alert's event. Every network call inside must give up within
     /// `timeout` (the job's own deadline) with a retryable error.
-    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError>;
+    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), DeliveryError>;
 
     /// Broadcasts several alerts, in order; one result per alert. Drivers that can send a
     /// batch in one round trip (redis) override this.
@@ -44,7 +86,7 @@ pub trait Broadcaster: Send {
         &mut self,
         alerts: &[Alert],
         timeout: Duration,
-    ) -> Vec<Result<(), BroadcastError>> {
+    ) -> Vec<Result<(), DeliveryError>> {
         alerts.iter().map(|a| self.broadcast(a, timeout)).collect()
     }
 }

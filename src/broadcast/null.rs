@@ -1,6 +1,7 @@
 //! The null driver: accepts every event and sends it nowhere.
 
-use super::{BroadcastError, Broadcaster};
+use super::Broadcaster;
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 pub struct NullBroadcaster;
 
 impl Broadcaster for NullBroadcaster {
-    fn broadcast(&mut self, _alert: &Alert, _timeout: Duration) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, _alert: &Alert, _timeout: Duration) -> Result<(), DeliveryError> {
         Ok(())
     }
 }

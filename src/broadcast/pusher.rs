@@ -6,13 +6,116 @@
 //! body); `auth_signature` is the hex HMAC-SHA256, keyed with the app secret, of
 //! `"POST\n/apps/{id}/events\n"` followed by those pairs sorted by key and joined with `&`.
 
-use super::{BroadcastError, Broadcaster};
-use crate::config::{BroadcastConfig, PusherConfig};
+use super::{BroadcastConfig, Broadcaster};
+use crate::delivery::DeliveryError;
 use crate::event::{Alert, php_json};
 use crate::http::Client;
+use crate::secret::Secret;
 use hmac::{KeyInit, Mac};
 use md5::Digest;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+/// Where the pusher driver sends events: Pusher itself (by cluster) or a compatible server
+/// (Soketi, Laravel Reverb) by host, port and scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherConfig {
+    /// `PUSHER_APP_ID`.
+    pub app_id: String,
+    /// `PUSHER_APP_KEY`, sent as `auth_key`.
+    pub key: String,
+    /// `PUSHER_APP_SECRET`, the HMAC key; never sent.
+    pub secret: Secret,
+    /// `scheme://host:port`, without a trailing slash.
+    pub base_url: String,
+}
+
+/// Which Pusher setting a check rejected, so the config layer can name its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `PUSHER_SCHEME`.
+    Scheme,
+    /// `PUSHER_HOST`.
+    Host,
+    /// `PUSHER_APP_CLUSTER`.
+    Cluster,
+}
+
+/// The server as configured: Pusher's own by cluster unless a host is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// `https` or `http`.
+    pub scheme: &'a str,
+    /// A bare host name or IP address; empty for Pusher itself.
+    pub host: &'a str,
+    /// The port; `None` for the scheme's.
+    pub port: Option<u16>,
+    /// Pusher's cluster (`mt1`, `eu`), used when no host is given.
+    pub cluster: &'a str,
+}
+
+impl Endpoint<'_> {
+    /// `scheme://host:port`, or which setting makes it impossible and why.
+    pub fn base_url(&self) -> Result<String, (Field, String)> {
+        let scheme = self.scheme.to_ascii_lowercase();
+        if scheme != "https" && scheme != "http" {
+            return Err((Field::Scheme, "must be https or http".into()));
+        }
+        let cluster_ok = self
+            .cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !cluster_ok {
+            let reason = "must be a cluster name such as mt1 or eu";
+            return Err((Field::Cluster, reason.into()));
+        }
+        let host = if self.host.is_empty() {
+            if self.cluster.is_empty() {
+                let reason =
+                    "must be set unless PUSHER_HOST is (the host is api-{cluster}.pusher.com)";
+                return Err((Field::Cluster, reason.into()));
+            }
+            format!("api-{}.pusher.com", self.cluster)
+        } else {
+            bare_host(self.host).map_err(|reason| (Field::Host, reason))?
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        Ok(format!(
+            "{scheme}://{host}:{}",
+            self.port.unwrap_or(default_port)
+        ))
+    }
+}
+
+/// A host for a URL: a name or IPv4 address as it is, an IPv6 address in brackets.
+fn bare_host(host: &str) -> Result<String, String> {
+    if host.contains("://") || host.contains('/') || host.contains('@') {
+        return Err(
+            "must be a bare host name such as soketi or 127.0.0.1; set the scheme with \
+                    PUSHER_SCHEME and the port with PUSHER_PORT"
+                .into(),
+        );
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{host}]"));
+    }
+    if host.contains(':') {
+        return Err("must be a host name without a port; set the port with PUSHER_PORT".into());
+    }
+    Ok(host.to_string())
+}
+
+/// Checks an app id or key: both travel in the URL and in the signed string, so they must
+/// need no escaping.
+pub fn check_credential(value: &str) -> Result<(), String> {
+    if value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+    {
+        Ok(())
+    } else {
+        Err("may hold only letters, digits and - _ . ~".into())
+    }
+}
 
 /// Pusher refuses an event whose `data` is over 10 KB (413).
 pub const MAX_DATA_BYTES: usize = 10 * 1024;
@@ -138,9 +241,9 @@ impl PusherBroadcaster {
 }
 
 impl Broadcaster for PusherBroadcaster {
-    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), DeliveryError> {
         let Some(pusher) = &self.pusher else {
-            return Err(BroadcastError::Permanent(
+            return Err(DeliveryError::Permanent(
                 "the pusher driver is not configured: set PUSHER_APP_ID, PUSHER_APP_KEY and \
                  PUSHER_APP_SECRET"
                     .into(),
@@ -148,10 +251,8 @@ impl Broadcaster for PusherBroadcaster {
         };
         let channels = std::slice::from_ref(&self.channel);
         let body =
-            body(&self.event, channels, &Self::data(alert)).map_err(BroadcastError::Permanent)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            body(&self.event, channels, &Self::data(alert)).map_err(DeliveryError::Permanent)?;
+        let now = crate::clock::now_secs();
         let query = signed_query(
             &pusher.app_id,
             &pusher.key,
@@ -243,7 +344,7 @@ mod tests {
             channel: "c".into(),
             event: "e".into(),
             redis_prefix: String::new(),
-            redis_url: String::new(),
+            redis_url: Secret::default(),
             pusher: None,
         };
         let alert = Alert::new(25, 20, &Boundaries::default(), "test");

@@ -1,15 +1,16 @@
 //! The redis driver: PUBLISH in exactly the format of Laravel's RedisBroadcaster, so
 //! laravel-echo-server and Echo clients receive our events unchanged.
 
-use super::{BroadcastError, Broadcaster};
-use crate::config::BroadcastConfig;
+use super::{BroadcastConfig, Broadcaster};
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use crate::redis_conn;
+use crate::secret::Secret;
 use std::time::Duration;
 
 /// Publishes events to a Redis channel; reconnects on the next event after a failure.
 pub struct RedisBroadcaster {
-    url: String,
+    url: Secret,
     channel: String,
     event: String,
     con: Option<::redis::Connection>,
@@ -28,7 +29,7 @@ impl RedisBroadcaster {
 }
 
 impl Broadcaster for RedisBroadcaster {
-    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), BroadcastError> {
+    fn broadcast(&mut self, alert: &Alert, timeout: Duration) -> Result<(), DeliveryError> {
         let mut results = self.broadcast_batch(std::slice::from_ref(alert), timeout);
         results.pop().unwrap_or(Ok(()))
     }
@@ -39,13 +40,13 @@ impl Broadcaster for RedisBroadcaster {
         &mut self,
         alerts: &[Alert],
         timeout: Duration,
-    ) -> Vec<Result<(), BroadcastError>> {
-        let all = |result: Result<(), BroadcastError>| vec![result; alerts.len()];
+    ) -> Vec<Result<(), DeliveryError>> {
+        let all = |result: Result<(), DeliveryError>| vec![result; alerts.len()];
         let io = timeout.min(redis_conn::IO_TIMEOUT);
-        let retryable = |e: redis_conn::RedisError| BroadcastError::Retryable(e.to_string());
+        let retryable = |e: redis_conn::RedisError| DeliveryError::Retryable(e.to_string());
         let con = match &mut self.con {
             Some(con) => con,
-            None => match redis_conn::connect_within(&self.url, io) {
+            None => match redis_conn::connect_within(self.url.expose(), io) {
                 Ok(con) => self.con.insert(con),
                 Err(e) => return all(Err(retryable(e))),
             },
@@ -64,7 +65,10 @@ impl Broadcaster for RedisBroadcaster {
         all(result.map_err(|e| {
             // Drop the connection: after an error it may be half-read or dead.
             self.con = None;
-            retryable(redis_conn::error(&redis_conn::describe(&self.url), &e))
+            retryable(redis_conn::error(
+                &redis_conn::describe(self.url.expose()),
+                &e,
+            ))
         }))
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod failed;
 pub mod migrate;
+pub mod recorder;
 
+use crate::secret::Secret;
 use std::time::Duration;
 
 /// How long a connection attempt may take before we call the server unreachable.
@@ -79,13 +81,14 @@ fn is_server_going_away(e: &postgres::Error) -> bool {
 
 impl Db {
     /// Connects with a timeout and TCP keepalives.
-    pub fn connect(url: &str) -> Result<Db, DbError> {
+    pub fn connect(url: &Secret) -> Result<Db, DbError> {
         Db::connect_as(url, "inventory-broadcast")
     }
 
     /// Connects, showing `application_name` in `pg_stat_activity` (so an administrator can
     /// tell the listener's session from the worker's).
-    pub fn connect_as(url: &str, application_name: &str) -> Result<Db, DbError> {
+    pub fn connect_as(url: &Secret, application_name: &str) -> Result<Db, DbError> {
+        let url = url.expose();
         let target = describe(url);
         let mut cfg: postgres::Config =
             url.parse().map_err(|e: postgres::Error| DbError::Connect {

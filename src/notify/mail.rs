@@ -1,12 +1,76 @@
 //! Email: one plain-text message over SMTP (lettre, TLS by rustls) to every recipient.
 
-use super::{BroadcastError, Message, Notifier};
-use crate::config::{Encryption, MailConfig};
+use super::{Message, Notifier};
+use crate::delivery::DeliveryError;
+use crate::secret::Secret;
+use crate::severity::Severity;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{SmtpTransport, Transport};
 use std::time::Duration;
+
+/// How the SMTP connection is secured (`MAIL_ENCRYPTION`, as Laravel names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    /// `tls`: plain connection upgraded with STARTTLS, which is required (port 587).
+    StartTls,
+    /// `ssl`: TLS from the first byte (port 465).
+    Tls,
+    /// `null`: no encryption (a relay on localhost, a test server) (port 25).
+    None,
+}
+
+impl Encryption {
+    /// Parses Laravel's names: `tls`, `ssl`, `null` (any case).
+    pub fn parse(name: &str) -> Option<Encryption> {
+        match name.to_ascii_lowercase().as_str() {
+            "tls" => Some(Encryption::StartTls),
+            "ssl" => Some(Encryption::Tls),
+            "null" => Some(Encryption::None),
+            _ => None,
+        }
+    }
+
+    /// The usual port for this mode.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Encryption::StartTls => 587,
+            Encryption::Tls => 465,
+            Encryption::None => 25,
+        }
+    }
+}
+
+/// Email over SMTP.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// SMTP server host name.
+    pub host: String,
+    /// SMTP port.
+    pub port: u16,
+    /// Connection security.
+    pub encryption: Encryption,
+    /// Login user; no login when empty.
+    pub username: String,
+    /// Login password.
+    pub password: Secret,
+    /// Sender address.
+    pub from_address: String,
+    /// Sender display name.
+    pub from_name: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Lowest severity that is sent.
+    pub min_severity: Severity,
+}
+
+/// An email address in its normal form, or why it is not one.
+pub fn parse_address(text: &str) -> Result<String, String> {
+    text.parse::<lettre::Address>()
+        .map(|a| a.to_string())
+        .map_err(|e| format!("`{text}` is not an email address ({e})"))
+}
 
 /// Sends messages by SMTP. Each message opens its own connection: alerts are rare, and a
 /// fresh connection cannot have been dropped by the server while idle.
@@ -27,10 +91,10 @@ impl MailNotifier {
     }
 
     /// The email: `From` with its display name, every recipient in `To`, plain UTF-8 text.
-    pub fn email(&self, message: &Message) -> Result<lettre::Message, BroadcastError> {
+    pub fn email(&self, message: &Message) -> Result<lettre::Message, DeliveryError> {
         let c = &self.config;
         let bad_address = |e: lettre::address::AddressError| {
-            BroadcastError::Permanent(format!("invalid email address: {e}"))
+            DeliveryError::Permanent(format!("invalid email address: {e}"))
         };
         let from_name = (!c.from_name.is_empty()).then(|| c.from_name.clone());
         let mut builder = lettre::Message::builder()
@@ -45,14 +109,14 @@ impl MailNotifier {
         }
         builder
             .body(message.text())
-            .map_err(|e| BroadcastError::Permanent(format!("cannot build the email: {e}")))
+            .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))
     }
 
     /// The transport for one message; `timeout` bounds each SMTP step (connect, each reply).
-    fn transport(&self, timeout: Duration) -> Result<SmtpTransport, BroadcastError> {
+    fn transport(&self, timeout: Duration) -> Result<SmtpTransport, DeliveryError> {
         let c = &self.config;
         let tls_error = |e: lettre::transport::smtp::Error| {
-            BroadcastError::Permanent(format!("{}: cannot set up TLS: {e}", self.target()))
+            DeliveryError::Permanent(format!("{}: cannot set up TLS: {e}", self.target()))
         };
         let builder = match c.encryption {
             Encryption::StartTls => SmtpTransport::starttls_relay(&c.host).map_err(tls_error)?,
@@ -71,7 +135,7 @@ impl MailNotifier {
 }
 
 impl Notifier for MailNotifier {
-    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), BroadcastError> {
+    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), DeliveryError> {
         let email = self.email(message)?;
         let transport = self.transport(timeout.max(Duration::from_millis(1)))?;
         transport.send(&email).map(drop).map_err(|e| {
@@ -80,9 +144,9 @@ impl Notifier for MailNotifier {
             // server's reply, never the password.
             let text = format!("{}: {e}", self.target());
             if e.is_permanent() {
-                BroadcastError::Permanent(text)
+                DeliveryError::Permanent(text)
             } else {
-                BroadcastError::Retryable(text)
+                DeliveryError::Retryable(text)
             }
         })
     }
@@ -91,9 +155,7 @@ impl Notifier for MailNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use crate::notify::NoticeKind;
-    use crate::severity::Severity;
 
     #[test]
     fn the_email_has_every_recipient_and_a_subject() {

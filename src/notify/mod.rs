@@ -4,23 +4,35 @@
 //! every change of the count as a machine-readable event, while a notifier sends the few
 //! messages the alert [`policy`] lets through, written for a person, and such a message
 //! carries the policy's verdict (new alert, reminder, resolved) that an event does not have.
-//! Both share [`BroadcastError`], because "retry later" or "give up" means the same to the
-//! worker for either.
+//! Both return [`DeliveryError`], because "retry later" or "give up" means the same to the
+//! worker for either. Each channel owns its settings ([`SlackConfig`], [`MailConfig`]).
 
 pub mod mail;
 pub mod policy;
 pub mod slack;
 
-pub use crate::broadcast::BroadcastError;
+pub use self::mail::{Encryption, MailConfig};
+pub use self::policy::ResolveBelow;
+pub use self::slack::SlackConfig;
 
-use crate::config::NotifyConfig;
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use crate::severity::Severity;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Kind prefix of notification jobs; the channel name follows it (`notify:slack`).
-pub const NOTIFY_KIND: &str = "notify:";
+/// Notifications for people (Slack, email) and the policy that keeps them quiet.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Slack, when `INVENTORY_SLACK_NOTIFICATIONS` is true.
+    pub slack: Option<SlackConfig>,
+    /// Email, when `INVENTORY_EMAIL_NOTIFICATIONS` is true.
+    pub mail: Option<MailConfig>,
+    /// An unchanged severity is sent again only after this long.
+    pub repeat_interval: Duration,
+    /// After an alert, "resolved" is sent once the count falls below this.
+    pub resolve_below: ResolveBelow,
+}
 
 /// A channel that reaches people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,11 +58,6 @@ impl Channel {
     /// Parses a channel name.
     pub fn parse(name: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-
-    /// The job kind that delivers to this channel.
-    pub fn job_kind(self) -> String {
-        format!("{NOTIFY_KIND}{}", self.as_str())
     }
 
     /// The channel's minimum severity, when it is switched on.
@@ -87,15 +94,6 @@ pub struct Notice {
     pub resolve_below: u64,
     /// The machine that rated the count.
     pub host: String,
-}
-
-/// This machine's name, for messages ("which listener saw it?").
-pub fn host_name() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown host".into())
 }
 
 /// A message for people: a subject (first line on a phone's lock screen) and short lines.
@@ -167,7 +165,7 @@ fn readable_time(rfc3339: &str) -> String {
 pub trait Notifier: Send {
     /// Sends one message. Every network step must give up within `timeout` (the job's own
     /// deadline) with a retryable error.
-    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), BroadcastError>;
+    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), DeliveryError>;
 }
 
 /// A channel switched off in this process's configuration: its queued jobs fail at once
@@ -175,12 +173,12 @@ pub trait Notifier: Send {
 struct Off(Channel);
 
 impl Notifier for Off {
-    fn send(&mut self, _message: &Message, _timeout: Duration) -> Result<(), BroadcastError> {
+    fn send(&mut self, _message: &Message, _timeout: Duration) -> Result<(), DeliveryError> {
         let flag = match self.0 {
             Channel::Slack => "INVENTORY_SLACK_NOTIFICATIONS",
             Channel::Mail => "INVENTORY_EMAIL_NOTIFICATIONS",
         };
-        Err(BroadcastError::Permanent(format!(
+        Err(DeliveryError::Permanent(format!(
             "{} notifications are off in this worker's configuration ({flag})",
             self.0.as_str()
         )))
@@ -249,7 +247,6 @@ mod tests {
 
     #[test]
     fn channels_and_kinds() {
-        assert_eq!(Channel::Slack.job_kind(), "notify:slack");
         assert_eq!(Channel::parse("mail"), Some(Channel::Mail));
         assert_eq!(Channel::parse("fax"), None);
         let json = serde_json::to_string(&notice(NoticeKind::Resolved, None)).unwrap();

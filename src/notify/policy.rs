@@ -46,6 +46,29 @@ pub enum Decision {
     },
 }
 
+/// Where a count falls back to "resolved" after an alert (hysteresis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveBelow {
+    /// A percentage of the threshold, e.g. 95.
+    Percent(u64),
+    /// An absolute item count.
+    Count(u64),
+}
+
+impl ResolveBelow {
+    /// The count under which an alert is resolved: `count < limit`. A percentage rounds up, so
+    /// 95 % of 20 gives 19 (and 19 itself is not below it).
+    pub fn limit(self, threshold: u64) -> u64 {
+        match self {
+            ResolveBelow::Count(n) => n,
+            ResolveBelow::Percent(p) => {
+                let scaled = u128::from(threshold) * u128::from(p);
+                u64::try_from(scaled.div_ceil(100)).unwrap_or(u64::MAX)
+            }
+        }
+    }
+}
+
 /// One channel's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {

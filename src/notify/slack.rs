@@ -1,10 +1,34 @@
 //! Slack: one POST of `{"text": …}` to an incoming webhook.
 
-use super::{BroadcastError, Message, NoticeKind, Notifier};
-use crate::config::{Secret, SlackConfig, redact_url_path};
+use super::{Message, NoticeKind, Notifier};
+use crate::delivery::DeliveryError;
 use crate::http::Client;
+use crate::secret::{Secret, redact_url_path};
 use crate::severity::Severity;
 use std::time::Duration;
+
+/// Slack: an incoming webhook.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// The webhook URL (its path is the credential).
+    pub webhook_url: Secret,
+    /// Lowest severity that is sent.
+    pub min_severity: Severity,
+}
+
+/// Checks a webhook URL: an absolute http(s) URL with a host.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|_| "must be an https:// URL".to_string())?;
+    if !matches!(uri.scheme_str(), Some("https" | "http")) {
+        return Err("must be an https:// URL".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("must be an https:// URL with a host".into());
+    }
+    Ok(())
+}
 
 /// Posts messages to a Slack incoming webhook.
 pub struct SlackNotifier {
@@ -51,7 +75,7 @@ fn escape(text: &str) -> String {
 }
 
 impl Notifier for SlackNotifier {
-    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), BroadcastError> {
+    fn send(&mut self, message: &Message, timeout: Duration) -> Result<(), DeliveryError> {
         let body = Self::payload(message);
         self.client.post(
             self.url.expose(),

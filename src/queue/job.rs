@@ -1,9 +1,70 @@
-//! The job envelope: what a queue entry holds.
+//! The job envelope: what a queue entry holds, and its kind (where it delivers).
 
-use crate::event::{Alert, now_rfc3339};
-use crate::notify::Notice;
+use crate::broadcast::Driver;
+use crate::clock::now_rfc3339;
+use crate::event::Alert;
+use crate::notify::{Channel, Notice};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use uuid::Uuid;
+
+/// What a job does: deliver its alert through one broadcast driver, or to one people channel.
+/// In the envelope it is the string `broadcast:<driver>` or `notify:<channel>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Broadcast the alert's event (`broadcast:redis`).
+    Broadcast(Driver),
+    /// Tell people, with the notice the alert policy decided on (`notify:slack`).
+    Notify(Channel),
+}
+
+impl Kind {
+    /// Parses `broadcast:<driver>` or `notify:<channel>`.
+    pub fn parse(text: &str) -> Option<Kind> {
+        let (family, name) = text.split_once(':')?;
+        match family {
+            "broadcast" => Driver::parse(name).map(Kind::Broadcast),
+            "notify" => Channel::parse(name).map(Kind::Notify),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Broadcast(d) => write!(f, "broadcast:{}", d.as_str()),
+            Kind::Notify(c) => write!(f, "notify:{}", c.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Kind, String> {
+        Kind::parse(text).ok_or_else(|| format!("unknown job kind `{}`", text.escape_debug()))
+    }
+}
+
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        Kind::parse(other) == Some(*self)
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// A queued unit of work: deliver one alert through one driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,7 +72,7 @@ pub struct Job {
     /// Unique job id (also the `failed_jobs.uuid`).
     pub id: Uuid,
     /// What to do, e.g. `broadcast:redis`.
-    pub job: String,
+    pub job: Kind,
     /// Attempts when the job was pushed (0). The live count is kept beside the job in Redis.
     pub attempts: u32,
     /// Attempts allowed (0 = unlimited).
@@ -30,12 +91,9 @@ pub struct Job {
     pub notice: Option<Notice>,
 }
 
-/// Kind prefix of broadcast jobs; the driver name follows it.
-pub const BROADCAST_KIND: &str = "broadcast:";
-
 impl Job {
     /// A new job of `kind` for `alert`.
-    pub fn new(kind: String, alert: Alert, max_tries: u32, backoff: Vec<u64>, timeout: u64) -> Job {
+    pub fn new(kind: Kind, alert: Alert, max_tries: u32, backoff: Vec<u64>, timeout: u64) -> Job {
         Job {
             id: Uuid::new_v4(),
             job: kind,
@@ -90,7 +148,7 @@ mod tests {
 
     fn job() -> Job {
         let alert = Alert::new(21, 20, &Boundaries::default(), "test");
-        Job::new("broadcast:redis".into(), alert, 3, vec![1, 5, 10], 60)
+        Job::new(Kind::Broadcast(Driver::Redis), alert, 3, vec![1, 5, 10], 60)
     }
 
     #[test]
@@ -134,5 +192,38 @@ mod tests {
         );
         let j = job();
         assert_eq!(Job::decode(&j.encode()).unwrap(), j);
+        let unknown = String::from_utf8(j.encode())
+            .unwrap()
+            .replace("broadcast:redis", "broadcast:fax");
+        let err = Job::decode(unknown.as_bytes()).unwrap_err();
+        assert!(err.contains("unknown job kind `broadcast:fax`"), "{err}");
+    }
+
+    #[test]
+    fn kinds_are_the_envelope_strings() {
+        for text in [
+            "broadcast:redis",
+            "broadcast:pusher",
+            "notify:slack",
+            "notify:mail",
+        ] {
+            let kind: Kind = text.parse().unwrap();
+            assert_eq!(kind.to_string(), text);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
+        }
+        assert_eq!(
+            Kind::parse("broadcast:Redis"),
+            Some(Kind::Broadcast(Driver::Redis))
+        );
+        for bad in [
+            "",
+            "broadcast",
+            "broadcast:",
+            "notify:fax",
+            "mail:slack",
+            "redis",
+        ] {
+            assert_eq!(Kind::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -40,6 +40,12 @@ impl Keys {
     }
 }
 
+/// The key whose absence tells the listener Redis lost its data (a restart without
+/// persistence, a flush): it is set once and never expires.
+pub fn marker(prefix: &str) -> String {
+    format!("{prefix}listener:marker")
+}
+
 /// Set of the ids of running workers (each also has a [`worker`] key that expires).
 pub fn workers(prefix: &str) -> String {
     format!("{prefix}workers")
@@ -68,6 +74,7 @@ mod tests {
             "inventory:{queues:default}:alerts:slack"
         );
         assert_eq!(workers("inventory:"), "inventory:workers");
+        assert_eq!(marker("inventory:"), "inventory:listener:marker");
         assert_eq!(worker("inventory:", "h:1"), "inventory:worker:h:1");
     }
 }

@@ -13,6 +13,7 @@ pub use job::Job;
 pub use keys::Keys;
 
 use crate::redis_conn::{self, RedisError};
+use crate::secret::Secret;
 use std::time::Duration;
 
 static POP: &str = include_str!("pop.lua");
@@ -97,7 +98,8 @@ pub struct Queue {
 
 impl Queue {
     /// Connects to Redis at `url`; keys live under `prefix`.
-    pub fn connect(url: &str, prefix: &str) -> Result<Queue, RedisError> {
+    pub fn connect(url: &Secret, prefix: &str) -> Result<Queue, RedisError> {
+        let url = url.expose();
         Ok(Queue {
             con: redis_conn::connect(url)?,
             target: redis_conn::describe(url),
@@ -301,10 +303,12 @@ impl Queue {
         Ok(owned as usize)
     }
 
-    /// Sets `{prefix}{name}` if it is missing; true when it was missing.
-    pub fn claim_marker(&mut self, name: &str) -> Result<bool, RedisError> {
+    /// Sets the "Redis still has our data" marker ([`keys::marker`]) if it is missing; true
+    /// when it was missing (first start, or Redis restarted without persistence or was
+    /// flushed).
+    pub fn claim_marker(&mut self) -> Result<bool, RedisError> {
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}{name}", self.prefix))
+            .arg(keys::marker(&self.prefix))
             .arg(1)
             .arg("NX")
             .query(&mut self.con)

@@ -31,6 +31,27 @@ pub struct WorkerInfo {
     pub failed: u64,
 }
 
+impl WorkerInfo {
+    /// This process, starting now, with nothing done yet.
+    pub fn new(name: Option<String>, queues: Vec<String>) -> WorkerInfo {
+        let host = crate::host::name();
+        let pid = std::process::id();
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        WorkerInfo {
+            id: format!("{host}:{pid}:{}", &random[..6]),
+            name,
+            host,
+            pid,
+            queues,
+            started_ms: crate::clock::now_ms(),
+            current: None,
+            done: 0,
+            retried: 0,
+            failed: 0,
+        }
+    }
+}
+
 /// The job a worker has in hand.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentJob {

@@ -6,10 +6,12 @@
 //! bounds its network calls by the same timeout), finds nobody waiting, and ends; the next job
 //! gets a fresh lane with fresh connections, since the old ones are in an unknown state.
 
-use crate::broadcast::{self, BroadcastError, Broadcaster};
-use crate::config::{Config, Driver};
+use crate::broadcast::{self, Broadcaster, Driver};
+use crate::config::Config;
+use crate::delivery::DeliveryError;
 use crate::event::Alert;
-use crate::notify::{self, Channel, Message, Notice, Notifier};
+use crate::notify::{self, Message, Notice, Notifier};
+use crate::queue::job::Kind;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -27,7 +29,7 @@ pub const MAX_ABANDONED: usize = 4;
 pub enum AttemptError {
     /// The driver reported a failure.
     #[error(transparent)]
-    Broadcast(#[from] BroadcastError),
+    Broadcast(#[from] DeliveryError),
     /// The attempt ran past its timeout and was abandoned.
     #[error("timed out after {} s; the attempt was abandoned", .0.as_secs_f64())]
     TimedOut(Duration),
@@ -49,15 +51,6 @@ impl AttemptError {
     }
 }
 
-/// Where a job delivers its alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// A broadcast driver (`broadcast:<driver>` jobs).
-    Broadcast(Driver),
-    /// A people channel (`notify:<channel>` jobs), with the notice the policy decided on.
-    Notify(Channel),
-}
-
 /// A built driver or people channel, owned by the job thread with its connections.
 pub enum Sink {
     /// Broadcasts events.
@@ -73,7 +66,7 @@ impl Sink {
         alerts: &[Alert],
         notice: Option<&Notice>,
         timeout: Duration,
-    ) -> Vec<Result<(), BroadcastError>> {
+    ) -> Vec<Result<(), DeliveryError>> {
         match (self, notice) {
             (Sink::Broadcast(b), _) => b.broadcast_batch(alerts, timeout),
             (Sink::Notify(n), Some(notice)) => alerts
@@ -82,14 +75,14 @@ impl Sink {
                 .collect(),
             (Sink::Notify(_), None) => {
                 let missing = "a notification job without its notice";
-                vec![Err(BroadcastError::Permanent(missing.into())); alerts.len()]
+                vec![Err(DeliveryError::Permanent(missing.into())); alerts.len()]
             }
         }
     }
 }
 
 struct Call {
-    target: Target,
+    target: Kind,
     alerts: Vec<Alert>,
     notice: Option<Notice>,
     timeout: Duration,
@@ -97,11 +90,11 @@ struct Call {
 
 struct Lane {
     calls: mpsc::Sender<Call>,
-    results: mpsc::Receiver<Vec<Result<(), BroadcastError>>>,
+    results: mpsc::Receiver<Vec<Result<(), DeliveryError>>>,
 }
 
 /// Builds the sink for a job's target, on the job thread (sinks own their connections there).
-pub type Build = Arc<dyn Fn(Target) -> Sink + Send + Sync>;
+pub type Build = Arc<dyn Fn(Kind) -> Sink + Send + Sync>;
 
 /// Runs driver calls with a deadline.
 pub struct Executor {
@@ -117,8 +110,8 @@ impl Executor {
     pub fn new(config: &Config) -> Executor {
         let (broadcast, people) = (config.broadcast.clone(), config.notify.clone());
         Executor::with_drivers(Arc::new(move |target| match target {
-            Target::Broadcast(driver) => Sink::Broadcast(broadcast::build(driver, &broadcast)),
-            Target::Notify(channel) => Sink::Notify(notify::build(channel, &people)),
+            Kind::Broadcast(driver) => Sink::Broadcast(broadcast::build(driver, &broadcast)),
+            Kind::Notify(channel) => Sink::Notify(notify::build(channel, &people)),
         }))
     }
 
@@ -135,7 +128,7 @@ impl Executor {
     /// waiting at most `timeout`.
     pub fn run(
         &mut self,
-        target: Target,
+        target: Kind,
         alert: &Alert,
         notice: Option<&Notice>,
         timeout: Duration,
@@ -144,7 +137,7 @@ impl Executor {
         let mut results = self.call(target, alerts, notice.cloned(), timeout)?;
         results
             .pop()
-            .unwrap_or(Err(BroadcastError::Retryable("no result".into())))?;
+            .unwrap_or(Err(DeliveryError::Retryable("no result".into())))?;
         Ok(())
     }
 
@@ -155,17 +148,17 @@ impl Executor {
         driver: Driver,
         alerts: Vec<Alert>,
         timeout: Duration,
-    ) -> Result<Vec<Result<(), BroadcastError>>, AttemptError> {
-        self.call(Target::Broadcast(driver), alerts, None, timeout)
+    ) -> Result<Vec<Result<(), DeliveryError>>, AttemptError> {
+        self.call(Kind::Broadcast(driver), alerts, None, timeout)
     }
 
     fn call(
         &mut self,
-        target: Target,
+        target: Kind,
         alerts: Vec<Alert>,
         notice: Option<Notice>,
         timeout: Duration,
-    ) -> Result<Vec<Result<(), BroadcastError>>, AttemptError> {
+    ) -> Result<Vec<Result<(), DeliveryError>>, AttemptError> {
         let mut call = Call {
             target,
             alerts,
@@ -212,7 +205,7 @@ impl Executor {
             .name("job".into())
             .spawn(move || {
                 let _alive = token;
-                let mut sinks: HashMap<Target, Sink> = HashMap::new();
+                let mut sinks: HashMap<Kind, Sink> = HashMap::new();
                 for call in call_rx {
                     let sink = sinks
                         .entry(call.target)
@@ -244,7 +237,7 @@ mod tests {
     }
 
     impl Broadcaster for Fake {
-        fn broadcast(&mut self, _: &Alert, _: Duration) -> Result<(), BroadcastError> {
+        fn broadcast(&mut self, _: &Alert, _: Duration) -> Result<(), DeliveryError> {
             match self.driver {
                 Driver::Log => Ok(()),
                 Driver::Null => {
@@ -260,7 +253,7 @@ mod tests {
         let (release, rx) = mpsc::channel();
         let rx = Arc::new(Mutex::new(rx));
         let build: Build = Arc::new(move |target| {
-            let Target::Broadcast(driver) = target else {
+            let Kind::Broadcast(driver) = target else {
                 panic!("the tests only broadcast");
             };
             Sink::Broadcast(Box::new(Fake {
@@ -281,17 +274,17 @@ mod tests {
     fn a_hung_call_times_out_and_the_next_job_runs_on_a_fresh_thread() {
         let (mut ex, release) = executor();
         assert!(
-            ex.run(Target::Broadcast(Driver::Log), &alert(), None, SHORT)
+            ex.run(Kind::Broadcast(Driver::Log), &alert(), None, SHORT)
                 .is_ok()
         );
         assert_eq!(ex.abandoned(), 0);
         let err = ex
-            .run(Target::Broadcast(Driver::Null), &alert(), None, SHORT)
+            .run(Kind::Broadcast(Driver::Null), &alert(), None, SHORT)
             .unwrap_err();
         assert!(matches!(err, AttemptError::TimedOut(_)) && err.is_retryable());
         assert_eq!(ex.abandoned(), 1);
         assert!(
-            ex.run(Target::Broadcast(Driver::Log), &alert(), None, SHORT)
+            ex.run(Kind::Broadcast(Driver::Log), &alert(), None, SHORT)
                 .is_ok()
         );
         // Told to finish, the abandoned thread ends by itself.
@@ -310,14 +303,14 @@ mod tests {
     fn a_panicking_driver_is_a_failed_attempt_not_a_dead_worker() {
         let (mut ex, _release) = executor();
         let err = ex.run(
-            Target::Broadcast(Driver::Redis),
+            Kind::Broadcast(Driver::Redis),
             &alert(),
             None,
             Duration::from_secs(5),
         );
         assert!(matches!(err, Err(AttemptError::Panicked)), "{err:?}");
         assert!(
-            ex.run(Target::Broadcast(Driver::Log), &alert(), None, SHORT)
+            ex.run(Kind::Broadcast(Driver::Log), &alert(), None, SHORT)
                 .is_ok()
         );
     }
@@ -327,13 +320,23 @@ mod tests {
         let (mut ex, release) = executor();
         for n in 1..=MAX_ABANDONED {
             assert!(
-                ex.run(Target::Broadcast(Driver::Null), &alert(), None, SHORT)
+                ex.run(Kind::Broadcast(Driver::Null), &alert(), None, SHORT)
                     .is_err()
             );
             assert_eq!(ex.abandoned(), n);
         }
         for _ in 0..MAX_ABANDONED {
             release.send(()).unwrap();
+        }
+        // Told to finish, each thread ends and stops being counted.
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while ex.abandoned() > 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "{} abandoned thread(s) never ended",
+                ex.abandoned()
+            );
+            thread::sleep(Duration::from_millis(5));
         }
     }
 }

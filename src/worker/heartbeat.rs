@@ -3,34 +3,18 @@
 
 use crate::queue::Queue;
 use crate::queue::workers::WorkerInfo;
+use crate::redis_conn::RedisError;
+use crate::secret::Secret;
 use log::debug;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often the heartbeat is refreshed: what `status` shows is at most this old.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How long a heartbeat lives: three missed beats and the worker counts as gone.
 pub const TTL: Duration = Duration::from_secs(15);
-
-/// Unix time in ms, as the heartbeat records it.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// This machine's name, for `status`.
-pub fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}
 
 /// A running heartbeat; [`Heartbeat::stop`] removes the worker from the registry.
 pub struct Heartbeat {
@@ -42,10 +26,10 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Starts beating for `info` at the queue's Redis; the first beat is immediate. Redis being
     /// away is only logged (at debug): the heartbeat is for display, the work goes on.
-    pub fn start(redis_url: &str, prefix: &str, info: WorkerInfo) -> Heartbeat {
+    pub fn start(redis_url: &Secret, prefix: &str, info: WorkerInfo) -> Heartbeat {
         let state = Arc::new(Mutex::new(info));
         let (stop, stopped) = mpsc::channel::<()>();
-        let (url, prefix, shared) = (redis_url.to_string(), prefix.to_string(), state.clone());
+        let (url, prefix, shared) = (redis_url.clone(), prefix.to_string(), state.clone());
         let thread = std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || beat_until_stopped(&url, &prefix, &shared, &stopped))
@@ -75,7 +59,7 @@ impl Heartbeat {
 }
 
 fn beat_until_stopped(
-    url: &str,
+    url: &Secret,
     prefix: &str,
     state: &Mutex<WorkerInfo>,
     stopped: &mpsc::Receiver<()>,
@@ -111,9 +95,9 @@ fn beat_until_stopped(
 
 fn connected<'a>(
     queue: &'a mut Option<Queue>,
-    url: &str,
+    url: &Secret,
     prefix: &str,
-) -> Result<&'a mut Queue, crate::redis_conn::RedisError> {
+) -> Result<&'a mut Queue, RedisError> {
     let q = match queue.take() {
         Some(q) => q,
         None => Queue::connect(url, prefix)?,

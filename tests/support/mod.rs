@@ -63,8 +63,10 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create test database");
         let url = with_database(&admin_url(), &name);
-        let mut db =
-            inventory_broadcast::db::Db::connect(&url).expect("connect to the test database");
+        let mut db = inventory_broadcast::db::Db::connect(
+            &inventory_broadcast::secret::Secret::new(url.clone()),
+        )
+        .expect("connect to the test database");
         inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");
         TestDb { name, url }
     }
@@ -180,8 +182,11 @@ impl World {
     }
 
     pub fn queue(&self) -> inventory_broadcast::queue::Queue {
-        inventory_broadcast::queue::Queue::connect(&redis_url(), &self.prefix)
-            .expect("connect queue")
+        inventory_broadcast::queue::Queue::connect(
+            &inventory_broadcast::secret::Secret::new(redis_url()),
+            &self.prefix,
+        )
+        .expect("connect queue")
     }
 
     pub fn subscribe(&self) -> Subscriber {
@@ -243,7 +248,7 @@ impl Drop for World {
 /// A job of `kind` carrying an alert for `count` (3 tries, backoff 1 s, timeout 60 s).
 pub fn job(kind: &str, count: u64) -> Job {
     let alert = Alert::new(count, 20, &Boundaries::default(), "test");
-    Job::new(kind.into(), alert, 3, vec![1], 60)
+    Job::new(kind.parse().expect("a job kind"), alert, 3, vec![1], 60)
 }
 
 /// Waits until `check` returns `Some`, polling; panics with `what` at the deadline.

@@ -217,7 +217,10 @@ impl PgServer {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create database");
         let url = self.url(&name);
-        let mut db = inventory_broadcast::db::Db::connect(&url).expect("connect");
+        let mut db = inventory_broadcast::db::Db::connect(
+            &inventory_broadcast::secret::Secret::new(url.clone()),
+        )
+        .expect("connect");
         inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");
         url
     }

@@ -1,0 +1,133 @@
+//! The key table: every configurable key, its environment variable, its built-in default,
+//! and whether it is secret. `config/inventory.toml` documents each one.
+
+/// One configurable key: its dotted name in the TOML file, its environment variable, its
+/// built-in default, and whether its value must never be shown.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// `section.name`, as in `config/inventory.toml`.
+    pub key: &'static str,
+    /// The environment variable (empty: none).
+    pub env: &'static str,
+    /// The built-in default, as it would be written in the environment.
+    pub default: &'static str,
+    /// Secrets are never echoed in errors or logs.
+    pub secret: bool,
+}
+
+const fn key(key: &'static str, env: &'static str, default: &'static str) -> KeySpec {
+    KeySpec {
+        key,
+        env,
+        default,
+        secret: false,
+    }
+}
+
+const fn secret(key: &'static str, env: &'static str, default: &'static str) -> KeySpec {
+    KeySpec {
+        key,
+        env,
+        default,
+        secret: true,
+    }
+}
+
+/// Every key the tools understand. `config/inventory.toml` documents each one.
+pub const KEYS: &[KeySpec] = &[
+    key(
+        "inventory.threshold",
+        "INVENTORY_NOTIFICATION_THRESHOLD",
+        "20",
+    ),
+    key(
+        "inventory.min_severity",
+        "INVENTORY_MIN_SEVERITY",
+        "warning",
+    ),
+    key("severity.warning", "INVENTORY_SEVERITY_WARNING", "100"),
+    key("severity.high", "INVENTORY_SEVERITY_HIGH", "120"),
+    key("severity.critical", "INVENTORY_SEVERITY_CRITICAL", "150"),
+    secret("database.url", "DATABASE_URL", ""),
+    key("database.host", "DB_HOST", "127.0.0.1"),
+    key("database.port", "DB_PORT", "5432"),
+    key("database.database", "DB_DATABASE", "inventory"),
+    key("database.username", "DB_USERNAME", "inventory"),
+    secret("database.password", "DB_PASSWORD", "inventory"),
+    key("listener.channel", "INVENTORY_LISTEN_CHANNEL", "item_count"),
+    secret("redis.url", "REDIS_URL", ""),
+    key("redis.host", "REDIS_HOST", "127.0.0.1"),
+    key("redis.port", "REDIS_PORT", "6379"),
+    secret("redis.password", "REDIS_PASSWORD", ""),
+    key("queue.prefix", "INVENTORY_QUEUE_PREFIX", "inventory:"),
+    key("queue.names", "INVENTORY_QUEUE", "default"),
+    key("queue.tries", "INVENTORY_QUEUE_TRIES", "3"),
+    key("queue.backoff", "INVENTORY_QUEUE_BACKOFF", "1,5,10"),
+    key("queue.retry_after", "INVENTORY_QUEUE_RETRY_AFTER", "90"),
+    key("queue.timeout", "INVENTORY_QUEUE_TIMEOUT", "60"),
+    key("queue.sleep", "INVENTORY_QUEUE_SLEEP", "1"),
+    key("worker.name", "INVENTORY_WORKER_NAME", ""),
+    key("worker.batch", "INVENTORY_WORKER_BATCH", "100"),
+    key("broadcast.drivers", "BROADCAST_DRIVER", "redis"),
+    key(
+        "broadcast.channel",
+        "INVENTORY_BROADCAST_CHANNEL",
+        "inventory",
+    ),
+    key(
+        "broadcast.event",
+        "INVENTORY_BROADCAST_EVENT",
+        "App\\Events\\ItemCountExeed",
+    ),
+    key("broadcast.redis_prefix", "BROADCAST_REDIS_PREFIX", ""),
+    secret("broadcast.redis_url", "BROADCAST_REDIS_URL", ""),
+    key("pusher.app_id", "PUSHER_APP_ID", ""),
+    key("pusher.key", "PUSHER_APP_KEY", ""),
+    secret("pusher.secret", "PUSHER_APP_SECRET", ""),
+    // Laravel's config/broadcasting.php defaults the cluster to mt1 (us-east).
+    key("pusher.cluster", "PUSHER_APP_CLUSTER", "mt1"),
+    key("pusher.host", "PUSHER_HOST", ""),
+    key("pusher.port", "PUSHER_PORT", ""),
+    key("pusher.scheme", "PUSHER_SCHEME", "https"),
+    key(
+        "alerts.repeat_interval",
+        "INVENTORY_ALERT_REPEAT_INTERVAL",
+        "1h",
+    ),
+    key(
+        "alerts.resolve_below",
+        "INVENTORY_ALERT_RESOLVE_BELOW",
+        "95%",
+    ),
+    key("slack.enabled", "INVENTORY_SLACK_NOTIFICATIONS", "false"),
+    secret("slack.webhook_url", "INVENTORY_SLACK_WEBHOOK_URL", ""),
+    key("slack.min_severity", "INVENTORY_SLACK_MIN_SEVERITY", "high"),
+    key("mail.enabled", "INVENTORY_EMAIL_NOTIFICATIONS", "false"),
+    key("mail.to", "INVENTORY_EMAIL_TO", ""),
+    key(
+        "mail.min_severity",
+        "INVENTORY_EMAIL_MIN_SEVERITY",
+        "critical",
+    ),
+    key("mail.host", "MAIL_HOST", ""),
+    key("mail.port", "MAIL_PORT", ""),
+    key("mail.username", "MAIL_USERNAME", ""),
+    secret("mail.password", "MAIL_PASSWORD", ""),
+    key("mail.encryption", "MAIL_ENCRYPTION", "tls"),
+    key("mail.from_address", "MAIL_FROM_ADDRESS", ""),
+    key("mail.from_name", "MAIL_FROM_NAME", "Inventory"),
+];
+
+/// Secret keys whose URL path is the secret (a Slack webhook's token lives in its path), so
+/// only scheme and host are ever shown.
+pub(super) const SECRET_PATH: &[&str] = &["slack.webhook_url"];
+
+/// The key named `name` (`section.name`).
+pub fn spec(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.key == name)
+}
+
+/// The key whose environment variable is `var`.
+pub fn by_env(var: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| !k.env.is_empty() && k.env == var)
+}

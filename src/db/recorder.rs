@@ -1,0 +1,43 @@
+//! The worker's side of `failed_jobs`: a recorder that opens its PostgreSQL connection when
+//! the first job fails (a worker whose jobs all succeed never needs one) and reopens it after
+//! an error.
+
+use super::{Db, DbError, failed};
+use crate::secret::Secret;
+
+/// Writes failed jobs, connecting on first use.
+pub struct Recorder {
+    url: Secret,
+    db: Option<Db>,
+}
+
+impl Recorder {
+    /// A recorder for the database at `url`; nothing is opened yet.
+    pub fn new(url: &Secret) -> Recorder {
+        Recorder {
+            url: url.clone(),
+            db: None,
+        }
+    }
+
+    /// Records a failed job ([`failed::record`]). After an error the connection is dropped,
+    /// so the next call starts from a fresh one.
+    pub fn record(
+        &mut self,
+        uuid: &str,
+        queue: &str,
+        payload: &str,
+        exception: &str,
+    ) -> Result<(), DbError> {
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => Db::connect(&self.url)?,
+        };
+        let db = self.db.insert(db);
+        let result = failed::record(db, uuid, queue, payload, exception);
+        if result.is_err() {
+            self.db = None;
+        }
+        result
+    }
+}

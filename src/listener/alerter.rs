@@ -1,0 +1,182 @@
+//! The listener's alerter: rates counts and gets their alerts onto the queue, surviving Redis
+//! outages (while Redis is down only the latest alert is kept, and it is dispatched once
+//! Redis is back).
+
+use super::payload::{parse_payload, short};
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::event::Alert;
+use crate::redis_conn::RedisError;
+use crate::service::{self, Dispatcher, People, Plan};
+use log::{debug, info, warn};
+use std::collections::VecDeque;
+use std::time::{Instant, SystemTime};
+
+/// Most alerts queued in one round trip. Notifications that arrive together are queued
+/// together; while Redis is down only the latest one is kept (bounded memory).
+pub(super) const MAX_BATCH: usize = 1000;
+
+/// Rates counts and gets their alerts onto the queue.
+pub(super) struct Alerter {
+    pub(super) config: Config,
+    dispatcher: Option<Dispatcher>,
+    /// Alerts not yet queued, oldest first.
+    pending: VecDeque<Alert>,
+    /// True when a people channel (Slack, email) is on: then every count goes through the
+    /// alert policy, even below the broadcast minimum, since it may resolve an alert.
+    people: bool,
+    redis: Backoff,
+    retry_at: Instant,
+}
+
+impl Alerter {
+    pub(super) fn new(config: &Config, dispatcher: Dispatcher) -> Alerter {
+        Alerter {
+            config: config.clone(),
+            dispatcher: Some(dispatcher),
+            pending: VecDeque::new(),
+            people: !service::enabled(config).is_empty(),
+            redis: Backoff::new(),
+            retry_at: Instant::now(),
+        }
+    }
+
+    /// True when as many alerts wait as one round trip takes.
+    pub(super) fn is_full(&self) -> bool {
+        self.pending.len() >= MAX_BATCH
+    }
+
+    /// Rates `count` and keeps its alert for the next [`Alerter::flush`].
+    pub(super) fn on_count(&mut self, count: u64) {
+        let alert = service::rate(&self.config, count, "items-listen");
+        let redis_down = self.dispatcher.is_none();
+        if redis_down {
+            // Only the latest state matters after an outage.
+            self.pending.clear();
+        }
+        // Below the minimum, a count is not broadcast, but it may still resolve an alert that
+        // people were told about, so the policy sees every count once Slack or email is on.
+        if alert.severity < self.config.min_severity && !self.people {
+            debug!(
+                "count {count} is {} ({}%): below the alert minimum",
+                alert.severity, alert.percentage
+            );
+            return;
+        }
+        self.pending.push_back(alert);
+    }
+
+    pub(super) fn on_payload(&mut self, payload: &str) {
+        match parse_payload(payload) {
+            Ok(count) => self.on_count(count),
+            Err(why) => warn!("skipped notification {}: {why}", short(payload)),
+        }
+    }
+
+    /// Queues the pending alerts in one round trip, if Redis is (back) up.
+    pub(super) fn flush(&mut self) {
+        if self.pending.is_empty() || Instant::now() < self.retry_at {
+            return;
+        }
+        match self.try_dispatch() {
+            Ok(()) => {
+                if let Some(down) = self.redis.succeeded() {
+                    info!(
+                        "Redis is back after {:.1} s; latest alert dispatched",
+                        down.as_secs_f64()
+                    );
+                }
+            }
+            Err(e) => {
+                // Keep only the latest: it carries the state that matters.
+                let keep = self.pending.len().saturating_sub(1);
+                self.pending.drain(..keep);
+                self.redis_failed(&e);
+            }
+        }
+    }
+
+    /// True when Redis lost its data since the last check (a restart without persistence):
+    /// the queued alerts are gone, so the current state must be dispatched again.
+    pub(super) fn redis_was_emptied(&mut self) -> bool {
+        if Instant::now() < self.retry_at {
+            return false;
+        }
+        let result = match &mut self.dispatcher {
+            Some(d) => d.claim_marker(),
+            None => Dispatcher::connect(&self.config).and_then(|d| {
+                let d = self.dispatcher.insert(d);
+                d.claim_marker()
+            }),
+        };
+        match result {
+            Ok(newly_set) => {
+                if let Some(down) = self.redis.succeeded() {
+                    info!("Redis is back after {:.1} s", down.as_secs_f64());
+                }
+                newly_set
+            }
+            Err(e) => {
+                self.redis_failed(&e);
+                false
+            }
+        }
+    }
+
+    fn redis_failed(&mut self, e: &RedisError) {
+        self.dispatcher = None;
+        let (delay, first) = self.redis.failed();
+        self.retry_at = Instant::now() + delay;
+        if first {
+            warn!("lost Redis: {e}; keeping the latest alert until it is back");
+        }
+    }
+
+    fn try_dispatch(&mut self) -> Result<(), RedisError> {
+        let dispatcher = match &mut self.dispatcher {
+            Some(d) => d,
+            None => self.dispatcher.insert(Dispatcher::connect(&self.config)?),
+        };
+        if !self.people {
+            let alerts = self.pending.make_contiguous();
+            let jobs = dispatcher.broadcast_all(alerts)?;
+            let per_alert = jobs.len() / alerts.len().max(1);
+            for alert in self.pending.drain(..) {
+                info!(
+                    "count {} is {} ({}% of {}): dispatched {per_alert} job(s), alert {}",
+                    alert.count, alert.severity, alert.percentage, alert.threshold, alert.alert_id
+                );
+            }
+            return Ok(());
+        }
+        // The people policy decides per alert, each in its own transaction; an alert leaves
+        // `pending` only once its transaction went through.
+        while let Some(alert) = self.pending.front() {
+            let plan = Plan {
+                broadcast: alert.severity >= self.config.min_severity,
+                people: People::Policy,
+            };
+            let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
+            if jobs.is_empty() {
+                debug!(
+                    "count {} is {} ({}%): nothing to send",
+                    alert.count, alert.severity, alert.percentage
+                );
+            } else {
+                let kinds: Vec<String> = jobs.iter().map(|j| j.job.to_string()).collect();
+                info!(
+                    "count {} is {} ({}% of {}): dispatched {} job(s) ({}), alert {}",
+                    alert.count,
+                    alert.severity,
+                    alert.percentage,
+                    alert.threshold,
+                    jobs.len(),
+                    kinds.join(", "),
+                    alert.alert_id
+                );
+            }
+            self.pending.pop_front();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! `items-listen`: LISTEN for count changes, rate each one, dispatch the alerts.
+//!
+//! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
+//! new session re-rates the current count, so a change made while we were away is not missed.
+//! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
+//!
+//! Broadcasts go out for every count at or above the minimum severity. When Slack or email is
+//! on, every count also goes through the alert policy ([`crate::notify::policy`]), because a
+//! count under the threshold may resolve an alert that people were told about.
+//!
+//! [`payload`] parses what a NOTIFY carries; `alerter` rates counts and queues their alerts.
+
+mod alerter;
+pub mod payload;
+
+pub use payload::parse_payload;
+
+use self::alerter::Alerter;
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::redis_conn::RedisError;
+use crate::service::{self, Dispatcher};
+use crate::shutdown::Shutdown;
+use log::{debug, info, warn};
+use postgres::fallible_iterator::FallibleIterator;
+use std::time::{Duration, Instant};
+
+/// Why the listener could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// PostgreSQL could not be reached at start, or failed in a way reconnecting cannot mend.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Redis could not be reached at start (later outages are waited out).
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+/// The listener's `application_name` in `pg_stat_activity`.
+pub const APP_NAME: &str = "items-listen";
+/// How long the session blocks waiting for a notification: a stop request is noticed within
+/// it.
+const POLL: Duration = Duration::from_millis(200);
+/// How often the session proves both servers are alive (a `SELECT 1`, a Redis marker check).
+const TICK: Duration = Duration::from_secs(1);
+/// How often a standby listener tries to take the lock: the takeover delay after a failure.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
+
+/// Quotes a PostgreSQL identifier, so a channel name is never spliced into SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Runs the listener until `shutdown` is triggered.
+///
+/// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
+/// seen immediately); once running, it reconnects by itself.
+pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
+    let mut db = Db::connect_as(&config.database_url, APP_NAME)?;
+    let dispatcher = Dispatcher::connect(config)?;
+    let mut alerter = Alerter::new(config, dispatcher);
+    for (channel, policy) in service::enabled(config) {
+        info!(
+            "telling people via {} from severity {}; unchanged severity repeated after {} s, \
+             resolved below {} items",
+            channel.as_str(),
+            policy.min_severity,
+            policy.repeat_interval.as_secs(),
+            policy.resolve_below
+        );
+    }
+    let mut pg = Backoff::new();
+    loop {
+        let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_connection() => e,
+            Err(e) => return Err(e.into()),
+        };
+        warn!("lost PostgreSQL: {err}; reconnecting");
+        db = match reconnect(config, &mut pg, &mut alerter, shutdown) {
+            Some(db) => db,
+            None => return Ok(()),
+        };
+    }
+}
+
+/// Reconnects with backoff; `None` when asked to stop meanwhile.
+fn reconnect(
+    config: &Config,
+    pg: &mut Backoff,
+    alerter: &mut Alerter,
+    shutdown: &Shutdown,
+) -> Option<Db> {
+    loop {
+        let (delay, _) = pg.failed();
+        if shutdown.sleep(delay) {
+            return None;
+        }
+        alerter.flush();
+        match Db::connect_as(&config.database_url, APP_NAME) {
+            Ok(db) => return Some(db),
+            Err(e) => debug!("still cannot reach PostgreSQL: {e}"),
+        }
+    }
+}
+
+/// One connection's life: become the active listener, LISTEN, rate the current count, then
+/// handle notifications, checking both servers every [`TICK`].
+fn session(
+    db: &mut Db,
+    alerter: &mut Alerter,
+    pg: &mut Backoff,
+    shutdown: &Shutdown,
+) -> Result<(), DbError> {
+    let channel = alerter.config.listen_channel.clone();
+    if !become_active(db, &channel, shutdown)? {
+        return Ok(());
+    }
+    db.client
+        .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
+        .map_err(|e| db.error(e))?;
+    match pg.succeeded() {
+        Some(down) => info!(
+            "PostgreSQL is back after {:.1} s; listening on channel {channel}",
+            down.as_secs_f64()
+        ),
+        None => info!("listening on channel {channel} at {}", db.target()),
+    }
+    // Mark Redis as seen before rating, so the first tick does not mistake it for emptied.
+    alerter.redis_was_emptied();
+    rate_current(db, alerter)?;
+    alerter.flush();
+    let mut last_tick = Instant::now();
+    loop {
+        if shutdown.requested() {
+            return Ok(());
+        }
+        alerter.flush();
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            // A query on a dead connection fails here (keepalives bound a half-open one).
+            db.client
+                .simple_query("SELECT 1")
+                .map_err(|e| db.error(e))?;
+            if alerter.redis_was_emptied() {
+                info!("Redis came back empty; re-rating the current count");
+                rate_current(db, alerter)?;
+                alerter.flush();
+            }
+        }
+        let next = db.client.notifications().timeout_iter(POLL).next();
+        match next {
+            Ok(Some(n)) => {
+                alerter.on_payload(n.payload());
+                drain_buffered(db, alerter)?;
+            }
+            Err(e) => return Err(db.error(e)),
+            Ok(None) if db.client.is_closed() => {
+                return Err(DbError::Connect {
+                    target: db.target().to_string(),
+                    reason: "connection closed".into(),
+                });
+            }
+            Ok(None) => {}
+        }
+    }
+}
+
+/// Takes every notification already received, so a burst is queued in one round trip
+/// instead of one per notification.
+fn drain_buffered(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
+    let result = {
+        let mut notifications = db.client.notifications();
+        let mut buffered = notifications.iter();
+        loop {
+            if alerter.is_full() {
+                break Ok(());
+            }
+            match buffered.next() {
+                Ok(Some(n)) => alerter.on_payload(n.payload()),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    result.map_err(|e| db.error(e))
+}
+
+/// Rates the count the trigger keeps, so changes made while we were away are not missed.
+fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
+    let count = u64::try_from(db.item_count()?).unwrap_or(0);
+    info!(
+        "current count is {count} (threshold {})",
+        alerter.config.threshold
+    );
+    alerter.on_count(count);
+    Ok(())
+}
+
+/// Waits until this process holds the channel's advisory lock; false if asked to stop first.
+///
+/// The lock belongs to the PostgreSQL session, so when the active listener dies or loses its
+/// connection the server releases it and a standby takes over within [`STANDBY_POLL`].
+fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool, DbError> {
+    let key = format!("inventory-broadcast:{channel}");
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        let row = db
+            .client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .map_err(|e| db.error(e))?;
+        if row.get::<_, bool>(0) {
+            if let Some(since) = waiting_since {
+                info!(
+                    "took over as the active listener after {:.1} s on standby",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(true);
+        }
+        if waiting_since.is_none() {
+            info!(
+                "standby: another items-listen is active on channel {channel}; waiting to take over"
+            );
+            waiting_since = Some(Instant::now());
+        }
+        if shutdown.sleep(STANDBY_POLL) {
+            return Ok(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("item_count"), "\"item_count\"");
+        assert_eq!(quote_ident("a \"b\"; DROP"), "\"a \"\"b\"\"; DROP\"");
+    }
+}
