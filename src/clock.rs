@@ -9,9 +9,14 @@ pub fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The wall clock, now: what the alert policy decides by (tests pass their own time).
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
+    unix_ms(now())
 }
 
 /// Whole seconds since the Unix epoch, now.

@@ -11,7 +11,7 @@ use crate::notify::{self, Channel, Message, Notice};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use serde_json::json;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Why a manual alert did not go out.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ fn sync_notices(
         return Ok(Vec::new());
     }
     let mut dispatcher = Dispatcher::connect(config)?;
-    Ok(dispatcher.decide_people(alert, people, SystemTime::now())?)
+    Ok(dispatcher.decide_people(alert, people, crate::clock::now())?)
 }
 
 fn queue(
@@ -130,7 +130,7 @@ fn queue(
         broadcast: true,
         people,
     };
-    let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
+    let jobs = dispatcher.dispatch(alert, plan, crate::clock::now())?;
     let queue = &config.queue.names[0];
     Ok(if as_json {
         let ids: Vec<_> = jobs

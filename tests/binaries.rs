@@ -180,3 +180,33 @@ fn malformed_jobs_go_to_failed_jobs_and_the_worker_goes_on() {
             .all(|(_, _, e)| e.contains("not UTF-8") || e.contains("not a valid job"))
     );
 }
+
+#[test]
+fn a_closed_output_pipe_ends_quietly_with_exit_0() {
+    let w = World::new();
+    let runs: [(&str, &[&str]); 4] = [
+        ("queue-work", &["status"]),
+        ("queue-work", &["status", "--json"]),
+        ("queue-work", &["failed", "list"]),
+        ("notify", &["--count", "25", "--dry-run"]),
+    ];
+    for (bin, args) in runs {
+        let out = w.run_into_closed_pipe(bin, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{bin} {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{bin} {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("error"),
+            "{bin} {args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -10,7 +10,7 @@ use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use log::{debug, info, warn};
 use std::collections::VecDeque;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Most alerts queued in one round trip. Notifications that arrive together are queued
 /// together; while Redis is down only the latest one is kept (bounded memory).
@@ -156,7 +156,7 @@ impl Alerter {
                 broadcast: alert.severity >= self.config.min_severity,
                 people: People::Policy,
             };
-            let jobs = dispatcher.dispatch(alert, plan, SystemTime::now())?;
+            let jobs = dispatcher.dispatch(alert, plan, crate::clock::now())?;
             if jobs.is_empty() {
                 debug!(
                     "count {} is {} ({}%): nothing to send",

@@ -176,6 +176,28 @@ impl World {
         }
     }
 
+    /// Runs a binary to completion with its standard output a pipe whose reading end is
+    /// already closed, as `bin … | head -0` would leave it: every write gets EPIPE.
+    pub fn run_into_closed_pipe(&self, bin: &str, args: &[&str]) -> Output {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut child = self
+            .command(bin, args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        let end = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("{bin} {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    }
+
     /// Starts a long-running binary whose stderr is collected line by line.
     pub fn spawn(&self, bin: &str, args: &[&str]) -> Proc {
         Proc::from_command(self.command(bin, args), bin)
