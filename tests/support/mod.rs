@@ -108,6 +108,20 @@ impl Drop for TestDb {
     }
 }
 
+/// Waits for a binary to exit (a minute at most: then it is killed and the test fails) and
+/// collects what it printed.
+fn finish_within_a_minute(mut child: std::process::Child, bin: &str, args: &[&str]) -> Output {
+    let end = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{bin} {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// One test's world: database, Redis key prefix, broadcast channel, and the env the binaries get.
 pub struct World {
     pub db: TestDb,
@@ -157,23 +171,13 @@ impl World {
 
     /// Runs a binary to completion (with a deadline).
     pub fn run(&self, bin: &str, args: &[&str]) -> Output {
-        let mut child = self
+        let child = self
             .command(bin, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn binary");
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                panic!("{bin} {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        finish_within_a_minute(child, bin, args)
     }
 
     /// Runs a binary to completion with its standard output a pipe whose reading end is
@@ -181,21 +185,13 @@ impl World {
     pub fn run_into_closed_pipe(&self, bin: &str, args: &[&str]) -> Output {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
-        let mut child = self
+        let child = self
             .command(bin, args)
             .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn binary");
-        let end = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > end {
-                let _ = child.kill();
-                panic!("{bin} {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("output")
+        finish_within_a_minute(child, bin, args)
     }
 
     /// Starts a long-running binary whose stderr is collected line by line.
