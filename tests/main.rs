@@ -9,4 +9,5 @@ mod binaries;
 mod delivery;
 mod pipeline;
 mod queue;
+mod tls_servers;
 mod worker;

@@ -1,11 +1,14 @@
 //! Private PostgreSQL and Redis servers on free loopback ports, for tests that stop, kill or
-//! pause a server and for the benchmark: never the shared services. Each is killed when dropped.
+//! pause a server, for TLS tests (servers that take only TLS clients) and for the benchmark:
+//! never the shared services. Each is killed when dropped.
 
 #![allow(dead_code)]
 
+use super::tls::{CertFiles, TestPki, percent_encode};
+use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port nothing listens on right now.
@@ -23,6 +26,73 @@ fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `cmd` to completion and returns its output; kills it and panics if it has not exited
+/// within `within`. Stdout and stderr are read on threads, so a chatty child cannot block on a
+/// full pipe while we wait for it.
+pub fn output_within(cmd: &mut Command, within: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let end = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// `s` as an SQL identifier: double-quoted, inner quotes doubled.
+pub fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `s` as an SQL string literal: single-quoted, inner quotes doubled. Backslashes stay as they
+/// are because `standard_conforming_strings` is on (the default since PostgreSQL 9.1).
+pub fn sql_literal(s: &str) -> String {
+    assert!(!s.contains('\0'), "PostgreSQL strings cannot hold NUL");
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a libpq conninfo value: single-quoted, `\` and `'` backslash-escaped.
+pub fn conninfo_value(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn is_root() -> bool {
@@ -76,12 +146,38 @@ impl Durability {
     }
 }
 
-/// A PostgreSQL cluster of its own (trust auth, superuser `postgres`).
+/// How a TLS-only private PostgreSQL authenticates TCP clients: its one `hostssl` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgTlsAuth {
+    /// `scram-sha-256`: a password. A client certificate is optional, but one that is sent must
+    /// chain to the server's CA or the handshake fails.
+    Password,
+    /// `scram-sha-256 clientcert=verify-full`: a password and a client certificate from the CA
+    /// whose CN is the role name ([`super::tls::CLIENT_CN`]).
+    PasswordAndCert,
+    /// `cert`: a client certificate from the CA whose CN is the role name; no password.
+    Cert,
+}
+
+impl PgTlsAuth {
+    fn method(self) -> &'static str {
+        match self {
+            PgTlsAuth::Password => "scram-sha-256",
+            PgTlsAuth::PasswordAndCert => "scram-sha-256 clientcert=verify-full",
+            PgTlsAuth::Cert => "cert",
+        }
+    }
+}
+
+/// A PostgreSQL cluster of its own, superuser `postgres`. Plain ([`PgServer::start`]): trust
+/// auth over TCP. TLS ([`PgServer::start_tls`]): TCP clients only over TLS with a password or
+/// certificate, the superuser only over the unix socket in the server's dir.
 pub struct PgServer {
     pub port: u16,
     pub durability: Durability,
     dir: PathBuf,
     as_root: bool,
+    tls: bool,
 }
 
 impl PgServer {
@@ -91,6 +187,68 @@ impl PgServer {
     }
 
     pub fn start_with(durability: Durability) -> PgServer {
+        let pg = PgServer::init(durability, false);
+        pg.up();
+        pg
+    }
+
+    /// A [`Durability::Fast`] server that takes TCP clients only over TLS
+    /// ([`PgTlsAuth::Password`]), presenting `pki.server` (`localhost`, `127.0.0.1`) and
+    /// checking client certificates against `pki.ca`.
+    pub fn start_tls(pki: &TestPki) -> PgServer {
+        PgServer::start_tls_with(&pki.server, &pki.ca, PgTlsAuth::Password)
+    }
+
+    /// A [`Durability::Fast`] server with `ssl = on` presenting `server`, checking client
+    /// certificates against `client_ca` (`ssl_ca_file`), `password_encryption = scram-sha-256`,
+    /// and a pg_hba.conf of two lines: `local all postgres trust` (setup over the socket) and
+    /// `hostssl all all 127.0.0.1/32` with `auth`. No `host` line, so a client without TLS is
+    /// refused. The files are copied into the server's dir, so `server` may be dropped.
+    pub fn start_tls_with(server: &CertFiles, client_ca: &CertFiles, auth: PgTlsAuth) -> PgServer {
+        let pg = PgServer::init(Durability::Fast, true);
+        let cert = server.copy_to(&pg.dir, "server");
+        let ca = pg.dir.join("ca.crt");
+        std::fs::copy(&client_ca.cert, &ca).expect("copy the client CA");
+        if pg.as_root {
+            // The server runs as postgres and refuses a key it cannot read or that others can.
+            let ok = Command::new("chown")
+                .arg("postgres:")
+                .args([&cert.cert, &cert.key, &ca])
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown the TLS files to postgres");
+        }
+        let conf_path = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+        let conf = format!(
+            "\n# TLS test server (tests/support/private.rs)\n\
+             ssl = on\n\
+             ssl_cert_file = {}\n\
+             ssl_key_file = {}\n\
+             ssl_ca_file = {}\n\
+             password_encryption = 'scram-sha-256'\n",
+            conf_path(&cert.cert),
+            conf_path(&cert.key),
+            conf_path(&ca),
+        );
+        // Appending and truncating keep the files' owner (postgres) when we run as root.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data().join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(&mut file, conf.as_bytes()).expect("append postgresql.conf");
+        let hba = format!(
+            "# TLS test server: setup over the unix socket, clients only over TLS.\n\
+             local all postgres trust\n\
+             hostssl all all 127.0.0.1/32 {}\n",
+            auth.method()
+        );
+        std::fs::write(pg.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        pg.up();
+        pg
+    }
+
+    /// Creates the cluster (initdb) without starting it.
+    fn init(durability: Durability, tls: bool) -> PgServer {
         let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
         std::fs::create_dir_all(&dir).expect("pg dir");
         let as_root = is_root();
@@ -108,6 +266,7 @@ impl PgServer {
             durability,
             dir,
             as_root,
+            tls,
         };
         let data = pg.data();
         let out = pg
@@ -129,7 +288,6 @@ impl PgServer {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        pg.up();
         pg
     }
 
@@ -175,8 +333,26 @@ impl PgServer {
         wait_until(
             "private PostgreSQL accepting connections",
             Duration::from_secs(30),
-            || postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok(),
+            || self.admin_config().connect(postgres::NoTls).is_ok(),
         );
+    }
+
+    /// The superuser's connection: over TCP for a plain server, over the unix socket for a TLS
+    /// one (its only TCP door wants TLS and a password the superuser does not have).
+    fn admin_config(&self) -> postgres::Config {
+        if self.tls {
+            let mut config = postgres::Config::new();
+            config
+                .host_path(&self.dir)
+                .port(self.port)
+                .user("postgres")
+                .dbname("postgres");
+            config
+        } else {
+            self.url("postgres")
+                .parse()
+                .expect("private PostgreSQL URL")
+        }
     }
 
     /// `pg_ctl stop -m fast`: what an administrator's restart does.
@@ -195,8 +371,90 @@ impl PgServer {
         );
     }
 
+    /// The superuser's trust URL of a plain server (a TLS server refuses it).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// `postgres://USER:PASSWORD@localhost:PORT/DB`, user and password percent-encoded, no
+    /// parameters: a TLS test appends its own (`?sslmode=verify-full&sslrootcert=…`).
+    /// `localhost`, because that is the server certificate's name.
+    pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgres://{}:{}@localhost:{}/{db}",
+            percent_encode(user),
+            percent_encode(password),
+            self.port
+        )
+    }
+
+    /// A libpq conninfo for `user` and `db` at `localhost` on this server's port, values
+    /// quoted; append `sslmode=… sslrootcert=…` as the test needs.
+    pub fn conninfo(&self, user: &str, db: &str) -> String {
+        format!(
+            "host=localhost port={} user={} dbname={}",
+            self.port,
+            conninfo_value(user),
+            conninfo_value(db)
+        )
+    }
+
+    /// Runs `psql` (the server's version) against `conninfo` with `sql`, the password in
+    /// `PGPASSWORD` and no other `PG*` setting from the environment; unaligned, tuples only,
+    /// never prompting. Returns the output: a refused connection is a non-zero exit.
+    pub fn psql(&self, conninfo: &str, password: Option<&str>, sql: &str) -> Output {
+        let mut cmd = Command::new(pg_bin("psql"));
+        cmd.args([
+            "-X",
+            "-w",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo,
+        ])
+        .args(["-c", sql])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGCONNECT_TIMEOUT", "5");
+        if let Some(password) = password {
+            cmd.env("PGPASSWORD", password);
+        }
+        output_within(&mut cmd, super::DEADLINE)
+    }
+
+    /// The dir holding the unix socket (`-k`), the copied TLS files and the server log.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server log so far (connection errors are logged there with their reason).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Creates a login role with `password` (any characters but NUL; the server stores its
+    /// SCRAM verifier). Sent over the superuser connection, so it is never on a command line.
+    pub fn create_role(&self, role: &str, password: &str) {
+        self.admin()
+            .batch_execute(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                sql_ident(role),
+                sql_literal(password)
+            ))
+            .unwrap_or_else(|e| panic!("create role {role:?}: {e}"));
+    }
+
+    /// Creates database `name` owned by `owner`.
+    pub fn create_database(&self, name: &str, owner: &str) {
+        self.admin()
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                sql_ident(name),
+                sql_ident(owner)
+            ))
+            .unwrap_or_else(|e| panic!("create database {name:?}: {e}"));
     }
 
     /// The postmaster's pid (first line of `postmaster.pid`), while it runs.
@@ -205,12 +463,14 @@ impl PgServer {
         text.lines().next()?.trim().parse().ok()
     }
 
+    /// A superuser connection (TCP for a plain server, the unix socket for a TLS one).
     pub fn admin(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+        self.admin_config()
+            .connect(postgres::NoTls)
             .expect("connect to private PostgreSQL")
     }
 
-    /// A new database on this server, migrated; returns its URL.
+    /// A new database on this server (plain servers only), migrated; returns its URL.
     pub fn create_db(&self) -> String {
         let name = format!("ib_fault_{}", super::tag());
         self.admin()
@@ -246,17 +506,92 @@ impl Drop for PgServer {
 /// `pause` (SIGSTOP) makes every call to it hang: the kernel still accepts connections and
 /// buffers what is sent, but nothing answers until `resume` (SIGCONT). That is a real "driver
 /// that blocks until told".
+///
+/// [`RedisServer::start_tls`] starts one that speaks only TLS (`--port 0 --tls-port N`).
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    tls: Option<RedisTls>,
+}
+
+/// TLS settings for [`RedisServer::start_tls`]: `RedisTls::new(&pki)`, then the builders.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// `--tls-cert-file`, `--tls-key-file`.
+    pub server: CertFiles,
+    /// `--tls-ca-cert-file`: the CA that client certificates must chain to.
+    pub ca: PathBuf,
+    /// `--tls-auth-clients yes` (true) or `no`: whether a client must present a certificate.
+    pub auth_clients: bool,
+    /// The client certificate the readiness check presents when `auth_clients` is on.
+    pub client: CertFiles,
+    /// `--requirepass`, passed as its own argv element (redis-server quotes it into its config,
+    /// so spaces and `@ / : # % ? &` survive).
+    pub password: Option<String>,
+}
+
+impl RedisTls {
+    /// `pki.server` (`localhost`, `127.0.0.1`), clients checked against `pki.ca` but not
+    /// required to present a certificate, no password.
+    pub fn new(pki: &TestPki) -> RedisTls {
+        RedisTls {
+            server: pki.server.clone(),
+            ca: pki.ca.cert.clone(),
+            auth_clients: false,
+            client: pki.client.clone(),
+            password: None,
+        }
+    }
+
+    /// Presents `server` instead (e.g. `pki.other_host` or `pki.expired`).
+    pub fn server_cert(mut self, server: &CertFiles) -> RedisTls {
+        self.server = server.clone();
+        self
+    }
+
+    /// `--tls-auth-clients yes|no`.
+    pub fn auth_clients(mut self, required: bool) -> RedisTls {
+        self.auth_clients = required;
+        self
+    }
+
+    /// `--requirepass password`.
+    pub fn password(mut self, password: &str) -> RedisTls {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// A copy whose files live in `dir`, so a restart does not depend on the PKI still existing.
+    fn copied_to(&self, dir: &Path) -> RedisTls {
+        let ca = dir.join("ca.crt");
+        std::fs::copy(&self.ca, &ca).expect("copy the client CA");
+        RedisTls {
+            server: self.server.copy_to(dir, "server"),
+            ca,
+            auth_clients: self.auth_clients,
+            client: self.client.copy_to(dir, "client"),
+            password: self.password.clone(),
+        }
+    }
 }
 
 impl RedisServer {
     /// Starts a server and waits (with a deadline) until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_inner(None)
+    }
+
+    /// Starts a server that takes only TLS clients, on a free loopback port, and waits (with a
+    /// deadline) until it answers PING over TLS. [`RedisServer::url`] is then a `rediss://` URL.
+    pub fn start_tls(tls: RedisTls) -> RedisServer {
+        RedisServer::start_inner(Some(tls))
+    }
+
+    fn start_inner(tls: Option<RedisTls>) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("ib-redis-{}", super::tag()));
         std::fs::create_dir_all(&dir).expect("redis temp dir");
+        let tls = tls.map(|t| t.copied_to(&dir));
         // Another process may take the free port between our probe and the server's bind:
         // then the server exits at once, and we try another port.
         for _ in 0..5 {
@@ -265,6 +600,7 @@ impl RedisServer {
                 child: None,
                 port,
                 dir: dir.clone(),
+                tls: tls.clone(),
             };
             if server.launch() {
                 return server;
@@ -275,8 +611,29 @@ impl RedisServer {
 
     /// Starts the server process on `self.port`; true once it answers.
     fn launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(tls) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.server.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.server.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args([
+                        "--tls-auth-clients",
+                        if tls.auth_clients { "yes" } else { "no" },
+                    ]);
+                if let Some(password) = &tls.password {
+                    cmd.arg("--requirepass").arg(password);
+                }
+                &mut cmd
+            }
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "warning"])
             .arg("--dir")
@@ -294,11 +651,7 @@ impl RedisServer {
                     return false;
                 }
             }
-            let ping = redis::Client::open(self.url()).and_then(|c| {
-                let mut con = c.get_connection_with_timeout(Duration::from_millis(200))?;
-                redis::cmd("PING").query::<String>(&mut con)
-            });
-            if ping.is_ok() {
+            if self.answers_ping() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -306,15 +659,60 @@ impl RedisServer {
         false
     }
 
+    /// One readiness probe. Over TLS it is `redis-cli --tls --insecure`: the question is
+    /// whether the server answers, not whether its certificate is good (it may be the
+    /// expired or wrong-name one on purpose).
+    fn answers_ping(&self) -> bool {
+        let Some(tls) = &self.tls else {
+            let ping = redis::Client::open(self.url()).and_then(|c| {
+                let mut con = c.get_connection_with_timeout(Duration::from_millis(200))?;
+                redis::cmd("PING").query::<String>(&mut con)
+            });
+            return ping.is_ok();
+        };
+        let mut cmd = self.cli();
+        cmd.arg("--insecure");
+        if tls.auth_clients {
+            cmd.arg("--cert")
+                .arg(&tls.client.cert)
+                .arg("--key")
+                .arg(&tls.client.key);
+        }
+        if let Some(password) = &tls.password {
+            cmd.env("REDISCLI_AUTH", password);
+        }
+        let out = output_within(cmd.arg("PING"), Duration::from_secs(5));
+        out.status.success() && out.stdout.starts_with(b"PONG")
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `redis://127.0.0.1:PORT`, or for a TLS server `rediss://localhost:PORT` (the server
+    /// certificate's name; no password, no `#insecure`: a test adds what it needs).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://localhost:{}", self.port),
+        }
     }
 
-    /// A client connection to this server.
+    /// `redis-cli -h 127.0.0.1 -p PORT`, plus `--tls` for a TLS server, with no `REDISCLI_AUTH`
+    /// from our environment. The test adds `--cacert`, `--cert`/`--key`, `REDISCLI_AUTH` and
+    /// the command; run it with [`output_within`].
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .env_remove("REDISCLI_AUTH");
+        if self.tls.is_some() {
+            cmd.arg("--tls");
+        }
+        cmd
+    }
+
+    /// A client connection to this server (plain servers: the redis crate is built without
+    /// TLS until the product needs it).
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .expect("redis url")
