@@ -50,7 +50,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     ]))?;
     match args.command {
         Some(Command::Migrate) => {
-            let mut db = db::Db::connect(&cfg.database_url)?;
+            let mut db = db::Db::connect(&cfg.database)?;
             let count =
                 db::migrate::migrate(&mut db, &cfg.listen_channel).context("migration failed")?;
             log::info!(

@@ -31,4 +31,5 @@ pub mod secret;
 pub mod service;
 pub mod severity;
 pub mod shutdown;
+pub mod tls;
 pub mod worker;

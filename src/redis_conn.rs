@@ -1,5 +1,8 @@
-//! Redis connections with timeouts, and errors that name the server (never the password).
+//! Redis connections with timeouts and TLS, and errors that name the server (never the
+//! password).
 
+use crate::secret::Secret;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long connecting may take before the server counts as unreachable.
@@ -7,6 +10,95 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for a reply to an ordinary command. Blocking commands raise it for their call,
 /// because the `redis` crate drops a reply that arrives after its read timeout fired.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a Redis server is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS) or `unix://`; it may hold a password.
+    pub url: Secret,
+    /// CA certificates (PEM) trusted beside the system's, for `rediss://`.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) to present, for servers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+}
+
+impl RedisConfig {
+    /// A server at `url`, with no certificate files: for tools and tests.
+    pub fn url(url: &str) -> RedisConfig {
+        RedisConfig {
+            url: Secret::new(url),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+
+    /// True for `rediss://`.
+    pub fn is_tls(&self) -> bool {
+        self.url.expose().starts_with("rediss://")
+    }
+
+    /// True when `#insecure` turns certificate checks off (for a self-signed test server).
+    pub fn is_insecure(&self) -> bool {
+        self.is_tls() && self.url.expose().ends_with("#insecure")
+    }
+
+    /// The client for this server: with its certificate files when it is `rediss://`.
+    fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        let url = self.url.expose();
+        if !self.is_tls() || (self.ca_cert.is_none() && self.client_cert.is_none()) {
+            return redis::Client::open(url);
+        }
+        let files = self.tls_files().map_err(|reason| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "TLS files", reason))
+        })?;
+        redis::Client::build_with_tls(url, files)
+    }
+
+    /// The PEM bytes the redis client wants. Its root certificate replaces the system's, so
+    /// the system's are put first: `REDIS_CA_CERT` adds to them.
+    fn tls_files(&self) -> Result<redis::TlsCertificates, String> {
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let root_cert = match &self.ca_cert {
+            Some(path) => {
+                let mut pem = system_roots_pem();
+                pem.extend(read(path)?);
+                Some(pem)
+            }
+            None => None,
+        };
+        let client_tls = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+/// The system's trusted CAs as PEM text.
+fn system_roots_pem() -> Vec<u8> {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for cert in crate::tls::system_roots() {
+        let text = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in text.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem.into_bytes()
+}
 
 /// A Redis problem, with the server named.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +127,9 @@ pub fn describe(url: &str) -> String {
 pub fn error(target: &str, e: &redis::RedisError) -> RedisError {
     let dropped =
         e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal();
-    let reason = if e.is_connection_refusal() {
+    let reason = if let Some(tls) = crate::tls::explain(e) {
+        tls
+    } else if e.is_connection_refusal() {
         format!("connection refused ({e}); is Redis running? scripts/services starts it")
     } else if e.is_timeout() {
         // The OS says "Resource temporarily unavailable" for a read timeout: say what it means.
@@ -51,16 +145,19 @@ pub fn error(target: &str, e: &redis::RedisError) -> RedisError {
 }
 
 /// Opens a connection with connect, read and write timeouts.
-pub fn connect(url: &str) -> Result<redis::Connection, RedisError> {
-    connect_within(url, IO_TIMEOUT)
+pub fn connect(config: &RedisConfig) -> Result<redis::Connection, RedisError> {
+    connect_within(config, IO_TIMEOUT)
 }
 
-/// Opens a connection; connecting and every later read and write give up after at most
-/// `timeout` (and connecting after at most [`CONNECT_TIMEOUT`]).
-pub fn connect_within(url: &str, timeout: Duration) -> Result<redis::Connection, RedisError> {
-    let target = describe(url);
+/// Opens a connection; connecting (the TLS handshake included) and every later read and write
+/// give up after at most `timeout` (and connecting after at most [`CONNECT_TIMEOUT`]).
+pub fn connect_within(
+    config: &RedisConfig,
+    timeout: Duration,
+) -> Result<redis::Connection, RedisError> {
+    let target = describe(config.url.expose());
     let timeout = timeout.max(Duration::from_millis(1));
-    let client = redis::Client::open(url).map_err(|e| error(&target, &e))?;
+    let client = config.client().map_err(|e| error(&target, &e))?;
     let con = client
         .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))
         .map_err(|e| error(&target, &e))?;

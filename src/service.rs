@@ -44,7 +44,7 @@ impl Dispatcher {
     pub fn connect(config: &Config) -> Result<Dispatcher, RedisError> {
         Ok(Dispatcher {
             config: config.clone(),
-            queue: Queue::connect(&config.redis_url, &config.queue.prefix)?,
+            queue: Queue::connect(&config.redis, &config.queue.prefix)?,
             host: crate::host::name(),
         })
     }

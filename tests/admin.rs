@@ -149,7 +149,10 @@ fn forget_and_flush_delete_what_they_say_and_nothing_else() {
 fn failed_lists_and_shows_jobs_as_text_and_json() {
     let w = World::new();
     let job = crate::support::job("broadcast:redis", 25);
-    let mut db = Db::connect(&inventory_broadcast::secret::Secret::new(w.db.url.clone())).unwrap();
+    let mut db = Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(
+        &w.db.url.clone(),
+    ))
+    .unwrap();
     let payload = String::from_utf8(job.encode()).unwrap();
     let error = "attempt 3: Redis at 127.0.0.1:1/0: connection refused\nsecond line";
     failed::record(&mut db, &job.id.to_string(), "default", &payload, error).unwrap();
@@ -212,7 +215,10 @@ fn status_matches_the_keys_and_shows_named_workers() {
     q.finish("default", &[(&r, Outcome::RetryAfter(long))])
         .unwrap();
     q.push_raw("bad", &[b"garbage".to_vec()]).unwrap();
-    let mut db = Db::connect(&inventory_broadcast::secret::Secret::new(w.db.url.clone())).unwrap();
+    let mut db = Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(
+        &w.db.url.clone(),
+    ))
+    .unwrap();
     failed::record(&mut db, "f-1", "default", "{}", "x").unwrap();
     failed::record(&mut db, "f-2", "other", "{}", "x").unwrap();
     failed::record(&mut db, "f-3", "other", "{}", "x").unwrap();

@@ -252,7 +252,7 @@ impl<'a> Rig<'a> {
 
     fn queue_empty(&self) -> bool {
         let Ok(mut q) = inventory_broadcast::queue::Queue::connect(
-            &inventory_broadcast::secret::Secret::new(self.queue_redis.url()),
+            &inventory_broadcast::redis_conn::RedisConfig::url(&self.queue_redis.url()),
             "inventory:",
         ) else {
             return false;
@@ -463,7 +463,7 @@ fn main() {
             Box::new(|rig: &mut Rig| {
                 rig.target.pause();
                 let mut q = inventory_broadcast::queue::Queue::connect(
-                    &inventory_broadcast::secret::Secret::new(rig.queue_redis.url()),
+                    &inventory_broadcast::redis_conn::RedisConfig::url(&rig.queue_redis.url()),
                     "inventory:",
                 )
                 .unwrap();

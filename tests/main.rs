@@ -9,5 +9,6 @@ mod binaries;
 mod delivery;
 mod pipeline;
 mod queue;
+mod tls;
 mod tls_servers;
 mod worker;

@@ -112,7 +112,7 @@ fn a_push_wakes_a_blocked_worker() {
     let prefix = w.prefix.clone();
     let pusher = std::thread::spawn(move || {
         let mut other = inventory_broadcast::queue::Queue::connect(
-            &inventory_broadcast::secret::Secret::new(crate::support::redis_url()),
+            &inventory_broadcast::redis_conn::RedisConfig::url(&crate::support::redis_url()),
             &prefix,
         )
         .unwrap();

@@ -27,7 +27,7 @@ pub fn drain(redis: &crate::support::private::RedisServer, db_url: &str) -> Drai
     let env = crate::env(db_url, &redis.url(), "drain:", "bench-drain");
     let config = crate::config(&env);
     let name = &config.queue.names[0];
-    let mut queue = Queue::connect(&config.redis_url, &config.queue.prefix).expect("connect");
+    let mut queue = Queue::connect(&config.redis, &config.queue.prefix).expect("connect");
     eprintln!("bench: drain: queueing {JOBS} jobs");
     let mut ids = HashSet::with_capacity(JOBS);
     let mut count = 0;
@@ -46,7 +46,7 @@ pub fn drain(redis: &crate::support::private::RedisServer, db_url: &str) -> Drai
     assert_eq!(sizes.pending, JOBS as u64, "queued jobs");
 
     let mut events = Events::subscribe(
-        config.broadcast.redis_url.expose(),
+        config.broadcast.redis.url.expose(),
         &config.broadcast.channel,
     );
     let mut con = redis.connection();
@@ -133,7 +133,7 @@ pub fn dispatch(redis: &crate::support::private::RedisServer, db_url: &str) -> D
     }
     let seconds = started.elapsed().as_secs_f64();
     let name = &config.queue.names[0];
-    let mut queue = Queue::connect(&config.redis_url, &config.queue.prefix).expect("connect");
+    let mut queue = Queue::connect(&config.redis, &config.queue.prefix).expect("connect");
     let pending = queue.sizes(name).expect("sizes").pending;
     assert_eq!(
         pending,

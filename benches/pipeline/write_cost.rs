@@ -115,7 +115,8 @@ fn notify_only(pg: &PgServer, c: &mut postgres::Client, db: &str, script: &std::
 
 /// `items-listen migrate`: the same schema again, and the counter recounted.
 fn recount(url: &str) {
-    let mut db = Db::connect(&inventory_broadcast::secret::Secret::new(url)).expect("connect");
+    let mut db =
+        Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(url)).expect("connect");
     migrate::migrate(&mut db, "item_count").expect("migrate (recount)");
 }
 

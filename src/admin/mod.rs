@@ -11,10 +11,9 @@ pub use status::{QueueStatus, Status};
 
 use crate::config::Config;
 use crate::db::failed::{FailedJob, FindError};
-use crate::db::{Db, DbError};
+use crate::db::{DatabaseConfig, Db, DbError};
 use crate::queue::Queue;
-use crate::redis_conn::RedisError;
-use crate::secret::Secret;
+use crate::redis_conn::{RedisConfig, RedisError};
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +32,8 @@ pub enum AdminError {
 /// The operator's view of the queues and `failed_jobs`. Each server is connected to when a
 /// command first needs it, so `failed list` works while Redis is down.
 pub struct Admin {
-    database_url: Secret,
-    redis_url: Secret,
+    database: DatabaseConfig,
+    redis: RedisConfig,
     prefix: String,
     db: Option<Db>,
     queue: Option<Queue>,
@@ -44,8 +43,8 @@ impl Admin {
     /// Commands against the configured servers; nothing is opened yet.
     pub fn new(config: &Config) -> Admin {
         Admin {
-            database_url: config.database_url.clone(),
-            redis_url: config.redis_url.clone(),
+            database: config.database.clone(),
+            redis: config.redis.clone(),
             prefix: config.queue.prefix.clone(),
             db: None,
             queue: None,
@@ -55,7 +54,7 @@ impl Admin {
     fn db(&mut self) -> Result<&mut Db, DbError> {
         let db = match self.db.take() {
             Some(db) => db,
-            None => Db::connect(&self.database_url)?,
+            None => Db::connect(&self.database)?,
         };
         Ok(self.db.insert(db))
     }
@@ -64,11 +63,11 @@ impl Admin {
     fn both(&mut self) -> Result<(&mut Db, &mut Queue), AdminError> {
         let queue = match self.queue.take() {
             Some(q) => q,
-            None => Queue::connect(&self.redis_url, &self.prefix)?,
+            None => Queue::connect(&self.redis, &self.prefix)?,
         };
         let db = match self.db.take() {
             Some(db) => db,
-            None => Db::connect(&self.database_url)?,
+            None => Db::connect(&self.database)?,
         };
         Ok((self.db.insert(db), self.queue.insert(queue)))
     }

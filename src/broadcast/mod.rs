@@ -13,7 +13,7 @@ pub use self::redis::RedisBroadcaster;
 
 use crate::delivery::DeliveryError;
 use crate::event::Alert;
-use crate::secret::Secret;
+use crate::redis_conn::RedisConfig;
 use std::time::Duration;
 
 /// A broadcast driver, chosen by `BROADCAST_DRIVER` (a comma list sends to each).
@@ -67,8 +67,8 @@ pub struct BroadcastConfig {
     pub event: String,
     /// Prefix the redis driver puts before the channel (Laravel's Redis key prefix).
     pub redis_prefix: String,
-    /// The Redis server the redis driver publishes to (its URL may hold a password).
-    pub redis_url: Secret,
+    /// The Redis server the redis driver publishes to.
+    pub redis: RedisConfig,
     /// The pusher driver's server and credentials; set whenever they are configured (and
     /// always when the pusher driver is selected).
     pub pusher: Option<PusherConfig>,

@@ -344,7 +344,7 @@ mod tests {
             channel: "c".into(),
             event: "e".into(),
             redis_prefix: String::new(),
-            redis_url: Secret::default(),
+            redis: crate::redis_conn::RedisConfig::url("redis://127.0.0.1"),
             pusher: None,
         };
         let alert = Alert::new(25, 20, &Boundaries::default(), "test");

@@ -4,13 +4,12 @@
 use super::{BroadcastConfig, Broadcaster};
 use crate::delivery::DeliveryError;
 use crate::event::Alert;
-use crate::redis_conn;
-use crate::secret::Secret;
+use crate::redis_conn::{self, RedisConfig};
 use std::time::Duration;
 
 /// Publishes events to a Redis channel; reconnects on the next event after a failure.
 pub struct RedisBroadcaster {
-    url: Secret,
+    server: RedisConfig,
     channel: String,
     event: String,
     con: Option<::redis::Connection>,
@@ -20,7 +19,7 @@ impl RedisBroadcaster {
     /// A driver for the configured Redis, channel (with its prefix) and event name.
     pub fn new(config: &BroadcastConfig) -> Self {
         RedisBroadcaster {
-            url: config.redis_url.clone(),
+            server: config.redis.clone(),
             channel: format!("{}{}", config.redis_prefix, config.channel),
             event: config.event.clone(),
             con: None,
@@ -46,7 +45,7 @@ impl Broadcaster for RedisBroadcaster {
         let retryable = |e: redis_conn::RedisError| DeliveryError::Retryable(e.to_string());
         let con = match &mut self.con {
             Some(con) => con,
-            None => match redis_conn::connect_within(self.url.expose(), io) {
+            None => match redis_conn::connect_within(&self.server, io) {
                 Ok(con) => self.con.insert(con),
                 Err(e) => return all(Err(retryable(e))),
             },
@@ -66,7 +65,7 @@ impl Broadcaster for RedisBroadcaster {
             // Drop the connection: after an error it may be half-read or dead.
             self.con = None;
             retryable(redis_conn::error(
-                &redis_conn::describe(self.url.expose()),
+                &redis_conn::describe(self.server.url.expose()),
                 &e,
             ))
         }))

@@ -13,6 +13,21 @@ pub struct KeySpec {
     pub default: &'static str,
     /// Secrets are never echoed in errors or logs.
     pub secret: bool,
+    /// A second environment variable (libpq's `PGSSLMODE` beside `DB_SSLMODE`); `env` wins
+    /// when both are set. Empty: none.
+    pub alias: &'static str,
+}
+
+impl KeySpec {
+    /// This key, also read from `alias`.
+    const fn or(self, alias: &'static str) -> KeySpec {
+        KeySpec { alias, ..self }
+    }
+
+    /// The environment variables that set this key, lowest precedence first.
+    pub fn vars(&self) -> impl Iterator<Item = &'static str> {
+        [self.alias, self.env].into_iter().filter(|v| !v.is_empty())
+    }
 }
 
 const fn key(key: &'static str, env: &'static str, default: &'static str) -> KeySpec {
@@ -21,6 +36,7 @@ const fn key(key: &'static str, env: &'static str, default: &'static str) -> Key
         env,
         default,
         secret: false,
+        alias: "",
     }
 }
 
@@ -30,6 +46,7 @@ const fn secret(key: &'static str, env: &'static str, default: &'static str) -> 
         env,
         default,
         secret: true,
+        alias: "",
     }
 }
 
@@ -54,11 +71,25 @@ pub const KEYS: &[KeySpec] = &[
     key("database.database", "DB_DATABASE", "inventory"),
     key("database.username", "DB_USERNAME", "inventory"),
     secret("database.password", "DB_PASSWORD", "inventory"),
+    key("database.sslmode", "DB_SSLMODE", "prefer").or("PGSSLMODE"),
+    key("database.sslrootcert", "DB_SSLROOTCERT", "").or("PGSSLROOTCERT"),
+    key("database.sslcert", "DB_SSLCERT", "").or("PGSSLCERT"),
+    key("database.sslkey", "DB_SSLKEY", "").or("PGSSLKEY"),
+    key(
+        "database.statement_timeout",
+        "INVENTORY_DB_STATEMENT_TIMEOUT",
+        "30s",
+    ),
+    key("database.lock_timeout", "INVENTORY_DB_LOCK_TIMEOUT", "10s"),
     key("listener.channel", "INVENTORY_LISTEN_CHANNEL", "item_count"),
     secret("redis.url", "REDIS_URL", ""),
     key("redis.host", "REDIS_HOST", "127.0.0.1"),
     key("redis.port", "REDIS_PORT", "6379"),
     secret("redis.password", "REDIS_PASSWORD", ""),
+    key("redis.scheme", "REDIS_SCHEME", "tcp"),
+    key("redis.ca_cert", "REDIS_CA_CERT", ""),
+    key("redis.client_cert", "REDIS_CLIENT_CERT", ""),
+    key("redis.client_key", "REDIS_CLIENT_KEY", ""),
     key("queue.prefix", "INVENTORY_QUEUE_PREFIX", "inventory:"),
     key("queue.names", "INVENTORY_QUEUE", "default"),
     key("queue.tries", "INVENTORY_QUEUE_TRIES", "3"),
@@ -127,7 +158,7 @@ pub fn spec(name: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|k| k.key == name)
 }
 
-/// The key whose environment variable is `var`.
+/// The key that environment variable `var` sets (as its name or its alias).
 pub fn by_env(var: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|k| !k.env.is_empty() && k.env == var)
+    KEYS.iter().find(|k| k.vars().any(|v| v == var))
 }

@@ -117,16 +117,24 @@ impl Layers {
             }
         }
         if let Some((path, vars)) = &sources.dotenv {
-            for (var, value) in vars {
-                if let Some(spec) = keys::by_env(var) {
-                    let (path, var) = (path.clone(), var.clone());
-                    layers.set(spec.key, value, Source::DotEnv { path, var });
+            // An alias must not win over its main name just by coming later in the file.
+            for pass in [true, false] {
+                for (var, value) in vars {
+                    let Some(spec) = keys::by_env(var) else {
+                        continue;
+                    };
+                    if (spec.alias == var) == pass {
+                        let (path, var) = (path.clone(), var.clone());
+                        layers.set(spec.key, value, Source::DotEnv { path, var });
+                    }
                 }
             }
         }
-        for spec in KEYS.iter().filter(|k| !k.env.is_empty()) {
-            if let Some(value) = sources.env.get(spec.env) {
-                layers.set(spec.key, value, Source::Env(spec.env.to_string()));
+        for spec in KEYS {
+            for var in spec.vars() {
+                if let Some(value) = sources.env.get(var) {
+                    layers.set(spec.key, value, Source::Env(var.to_string()));
+                }
             }
         }
         for flag in &sources.flags {
@@ -262,7 +270,7 @@ fn shown_secret(key: &str, value: &str) -> String {
     }
 }
 
-/// Parses a duration: whole seconds, or a number with `s`, `m`, `h` or `d`.
+/// Parses a duration: whole seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -273,6 +281,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| "must be a duration such as 3600, 90s, 30m or 1h".to_string())?;
     let scale = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
         "m" => 60,
         "h" => 3600,

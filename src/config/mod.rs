@@ -2,21 +2,24 @@
 //! into a typed [`Config`]. Every error names the key and the layer its value came from.
 //!
 //! [`keys`] is the table of keys, [`layers`] merges the sources and reads typed values,
-//! [`files`] reads the config and `.env` files, `urls` builds the connection URLs, and
-//! `delivery` loads the drivers' and channels' settings (whose checks live with them).
+//! [`files`] reads the config and `.env` files, `servers` builds the PostgreSQL and Redis
+//! connection settings, `delivery` loads the drivers' and channels' settings (whose checks
+//! live with them), and `warnings` finds what is allowed but unwise (plain text off loopback).
 
 mod delivery;
 pub mod files;
 pub mod keys;
 pub mod layers;
-mod urls;
+mod servers;
+mod warnings;
 
 pub use files::{CONFIG_ENV, DEFAULT_CONFIG_PATH};
 pub use layers::{DotEnv, Flag, Source, Sources, flags, parse_duration};
 
 use crate::broadcast::{BroadcastConfig, Driver};
+use crate::db::DatabaseConfig;
 use crate::notify::NotifyConfig;
-use crate::secret::Secret;
+use crate::redis_conn::RedisConfig;
 use crate::severity::{Boundaries, Severity};
 use layers::Layers;
 use std::collections::HashMap;
@@ -73,12 +76,12 @@ pub struct Config {
     pub boundaries: Boundaries,
     /// The listener dispatches only alerts at or above this severity.
     pub min_severity: Severity,
-    /// PostgreSQL connection URL (it may hold a password).
-    pub database_url: Secret,
+    /// PostgreSQL: where, over what TLS, with which session timeouts.
+    pub database: DatabaseConfig,
     /// The NOTIFY channel the trigger uses and the listener listens on.
     pub listen_channel: String,
-    /// Redis connection URL for the queue (it may hold a password).
-    pub redis_url: Secret,
+    /// The queue's Redis: where, and its TLS files.
+    pub redis: RedisConfig,
     /// Queue settings.
     pub queue: QueueConfig,
     /// Broadcast settings.
@@ -94,20 +97,22 @@ impl Config {
     /// `config/inventory.toml` if it exists.
     pub fn load(config_path: Option<&Path>, flags: Vec<Flag>) -> Result<Config, ConfigError> {
         let mut env = HashMap::new();
-        for spec in keys::KEYS.iter().filter(|k| !k.env.is_empty()) {
-            match std::env::var(spec.env) {
-                Ok(v) => {
-                    env.insert(spec.env.to_string(), v);
+        for spec in keys::KEYS {
+            for var in spec.vars() {
+                match std::env::var(var) {
+                    Ok(v) => {
+                        env.insert(var.to_string(), v);
+                    }
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        return Err(ConfigError::Invalid {
+                            key: spec.key,
+                            shown: "(not UTF-8)".into(),
+                            origin: Source::Env(var.into()),
+                            reason: "must be valid UTF-8".into(),
+                        });
+                    }
+                    Err(std::env::VarError::NotPresent) => {}
                 }
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError::Invalid {
-                        key: spec.key,
-                        shown: "(not UTF-8)".into(),
-                        origin: Source::Env(spec.env.into()),
-                        reason: "must be valid UTF-8".into(),
-                    });
-                }
-                Err(std::env::VarError::NotPresent) => {}
             }
         }
         let sources = Sources {
@@ -117,7 +122,17 @@ impl Config {
             flags,
         };
         files::warn_about_readable_secrets(&sources);
-        Config::resolve(&sources)
+        let config = Config::resolve(&sources)?;
+        for warning in config.warnings() {
+            log::warn!("{warning}");
+        }
+        Ok(config)
+    }
+
+    /// What this configuration allows but should not: credentials in plain text to another
+    /// machine, certificate checks switched off. Logged once at start.
+    pub fn warnings(&self) -> Vec<String> {
+        warnings::find(self)
     }
 
     /// Merges the layers and validates every value.
@@ -139,18 +154,25 @@ impl Config {
             .map_err(|e: String| l.invalid("inventory.min_severity", e))?;
         let listen_channel = l.str("listener.channel");
         check_channel(&listen_channel).map_err(|e| l.invalid("listener.channel", e))?;
-        let redis_url = urls::redis_url(&l, "redis.url")?;
-        let broadcast_redis_url = if l.is_set("broadcast.redis_url") {
-            urls::given_redis_url(&l, "broadcast.redis_url")?
+        let redis = servers::redis(&l, "redis.url")?;
+        let broadcast_redis = if l.is_set("broadcast.redis_url") {
+            servers::redis_at(&l, "broadcast.redis_url")?
         } else {
-            redis_url.clone()
+            redis.clone()
         };
+        if let Some(key) = servers::tls_files_unused(&l, &[&redis, &broadcast_redis]) {
+            return Err(l.invalid(
+                key,
+                "is set, but no Redis URL is rediss:// (TLS): use rediss:// in REDIS_URL or \
+                 BROADCAST_REDIS_URL, or REDIS_SCHEME=tls",
+            ));
+        }
         let drivers = drivers(&l)?;
         let broadcast = BroadcastConfig {
             channel: non_empty(&l, "broadcast.channel")?,
             event: non_empty(&l, "broadcast.event")?,
             redis_prefix: l.str("broadcast.redis_prefix"),
-            redis_url: broadcast_redis_url,
+            redis: broadcast_redis,
             pusher: delivery::pusher_config(&l, drivers.contains(&Driver::Pusher))?,
             drivers,
         };
@@ -158,9 +180,9 @@ impl Config {
             threshold,
             boundaries,
             min_severity,
-            database_url: urls::database_url(&l)?,
+            database: servers::database(&l)?,
             listen_channel,
-            redis_url,
+            redis,
             queue: queue_config(&l)?,
             broadcast,
             notify: delivery::notify_config(&l, threshold)?,

@@ -29,7 +29,9 @@ pub fn migrate(db: &mut Db, channel: &str) -> Result<i64, DbError> {
     let target = db.target.clone();
     let err = |e| db_error(&target, e);
     // The files' "already exists, skipping" notices are expected on every rerun: not news.
-    tx.batch_execute("SET LOCAL client_min_messages = warning")
+    // The recount reads the whole table, which may take longer than the daemons' statement
+    // timeout on a large one: a migration is run by hand and watched, so it may.
+    tx.batch_execute("SET LOCAL client_min_messages = warning; SET LOCAL statement_timeout = 0")
         .map_err(err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .map_err(err)?;

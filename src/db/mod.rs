@@ -1,11 +1,50 @@
-//! PostgreSQL: connections with readable errors, migrations, and the failed-jobs store.
+//! PostgreSQL: connections (TLS, timeouts, keepalives on both ends) with readable errors,
+//! migrations, and the failed-jobs store.
 
 pub mod failed;
 pub mod migrate;
 pub mod recorder;
+pub mod tls;
 
 use crate::secret::Secret;
 use std::time::Duration;
+pub use tls::{PgTls, SslMode};
+
+/// Where PostgreSQL is and how a session there behaves.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// The connection URL, without the TLS parameters (they are in `tls`); it may hold a
+    /// password.
+    pub url: Secret,
+    /// How the connection is secured.
+    pub tls: PgTls,
+    /// Longest a statement may run before the server cancels it (0: no limit).
+    pub statement_timeout: Duration,
+    /// Longest a statement may wait for a lock (0: no limit).
+    pub lock_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// Plain text to `url` with the default timeouts: for tools and tests.
+    pub fn plain(url: &str) -> DatabaseConfig {
+        DatabaseConfig {
+            url: Secret::new(url),
+            tls: PgTls {
+                mode: SslMode::Disable,
+                ..PgTls::default()
+            },
+            statement_timeout: STATEMENT_TIMEOUT,
+            lock_timeout: LOCK_TIMEOUT,
+        }
+    }
+}
+
+/// Default statement timeout: the daemons' statements take milliseconds, so a statement still
+/// running after this is stuck (a lock, a synchronous replica gone), and failing it lets the
+/// worker go on.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default lock wait: shorter than the statement timeout, so a lock is what the error names.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection attempt may take before we call the server unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,6 +55,22 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// Unacknowledged sends fail after this long, for the same reason.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The server-side half of the same: the server probes our side of the connection too, so
+/// after a half-open connection it ends the dead session (and frees the listener's advisory
+/// lock) in about 25 s instead of waiting for the kernel's hours.
+fn server_options(config: &DatabaseConfig) -> String {
+    format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} \
+         -c tcp_user_timeout={} -c statement_timeout={} -c lock_timeout={}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES,
+        TCP_USER_TIMEOUT.as_millis(),
+        config.statement_timeout.as_millis(),
+        config.lock_timeout.as_millis(),
+    )
+}
 
 /// A PostgreSQL problem, with the server named (never the password).
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +126,24 @@ fn reason(e: &postgres::Error) -> String {
     if text.is_empty() { e.to_string() } else { text }
 }
 
+/// Why connecting failed: a TLS failure in words, a refusal for want of TLS with what to do,
+/// else the innermost cause.
+fn connect_reason(e: &postgres::Error, mode: SslMode) -> String {
+    if let Some(tls) = crate::tls::explain(e) {
+        return tls;
+    }
+    let text = reason(e);
+    let no_encryption = e.code()
+        == Some(&postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+        && text.contains("no encryption");
+    if no_encryption && mode == SslMode::Disable {
+        return format!(
+            "{text} (the server accepts only TLS connections: set sslmode=require or verify-full)"
+        );
+    }
+    text
+}
+
 /// SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash shutdown,
 /// cannot connect now): the server is going away or not yet back.
 fn is_server_going_away(e: &postgres::Error) -> bool {
@@ -80,32 +153,39 @@ fn is_server_going_away(e: &postgres::Error) -> bool {
 }
 
 impl Db {
-    /// Connects with a timeout and TCP keepalives.
-    pub fn connect(url: &Secret) -> Result<Db, DbError> {
-        Db::connect_as(url, "inventory-broadcast")
+    /// Connects with a timeout, TLS as configured, and TCP keepalives on both ends.
+    pub fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
+        Db::connect_as(config, "inventory-broadcast")
     }
 
     /// Connects, showing `application_name` in `pg_stat_activity` (so an administrator can
     /// tell the listener's session from the worker's).
-    pub fn connect_as(url: &Secret, application_name: &str) -> Result<Db, DbError> {
-        let url = url.expose();
+    pub fn connect_as(config: &DatabaseConfig, application_name: &str) -> Result<Db, DbError> {
+        let url = config.url.expose();
         let target = describe(url);
-        let mut cfg: postgres::Config =
-            url.parse().map_err(|e: postgres::Error| DbError::Connect {
-                target: target.clone(),
-                reason: reason(&e),
-            })?;
+        let failed = |reason: String| DbError::Connect {
+            target: target.clone(),
+            reason,
+        };
+        let mut cfg: postgres::Config = url.parse().map_err(|e| failed(reason(&e)))?;
+        let options = match cfg.get_options() {
+            Some(own) if !own.trim().is_empty() => format!("{own} {}", server_options(config)),
+            _ => server_options(config),
+        };
         cfg.connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(KEEPALIVE_IDLE)
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES)
             .tcp_user_timeout(TCP_USER_TIMEOUT)
-            .application_name(application_name);
-        let client = cfg.connect(postgres::NoTls).map_err(|e| DbError::Connect {
-            target: target.clone(),
-            reason: reason(&e),
-        })?;
+            .options(&options)
+            .application_name(application_name)
+            .ssl_mode(config.tls.wire_mode());
+        let client = match config.tls.client_config().map_err(failed)? {
+            None => cfg.connect(postgres::NoTls),
+            Some(tls) => cfg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
+        };
+        let client = client.map_err(|e| failed(connect_reason(&e, config.tls.mode)))?;
         Ok(Db { client, target })
     }
 

@@ -2,20 +2,19 @@
 //! the first job fails (a worker whose jobs all succeed never needs one) and reopens it after
 //! an error.
 
-use super::{Db, DbError, failed};
-use crate::secret::Secret;
+use super::{DatabaseConfig, Db, DbError, failed};
 
 /// Writes failed jobs, connecting on first use.
 pub struct Recorder {
-    url: Secret,
+    config: DatabaseConfig,
     db: Option<Db>,
 }
 
 impl Recorder {
-    /// A recorder for the database at `url`; nothing is opened yet.
-    pub fn new(url: &Secret) -> Recorder {
+    /// A recorder for the configured database; nothing is opened yet.
+    pub fn new(config: &DatabaseConfig) -> Recorder {
         Recorder {
-            url: url.clone(),
+            config: config.clone(),
             db: None,
         }
     }
@@ -31,7 +30,7 @@ impl Recorder {
     ) -> Result<(), DbError> {
         let db = match self.db.take() {
             Some(db) => db,
-            None => Db::connect(&self.url)?,
+            None => Db::connect(&self.config)?,
         };
         let db = self.db.insert(db);
         let result = failed::record(db, uuid, queue, payload, exception);

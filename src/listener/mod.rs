@@ -57,7 +57,7 @@ pub fn quote_ident(name: &str) -> String {
 /// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
 /// seen immediately); once running, it reconnects by itself.
 pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
-    let mut db = Db::connect_as(&config.database_url, APP_NAME)?;
+    let mut db = Db::connect_as(&config.database, APP_NAME)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter::new(config, dispatcher);
     for (channel, policy) in service::enabled(config) {
@@ -98,7 +98,7 @@ fn reconnect(
             return None;
         }
         alerter.flush();
-        match Db::connect_as(&config.database_url, APP_NAME) {
+        match Db::connect_as(&config.database, APP_NAME) {
             Ok(db) => return Some(db),
             Err(e) => debug!("still cannot reach PostgreSQL: {e}"),
         }

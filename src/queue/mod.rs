@@ -12,8 +12,7 @@ pub mod workers;
 pub use job::Job;
 pub use keys::Keys;
 
-use crate::redis_conn::{self, RedisError};
-use crate::secret::Secret;
+use crate::redis_conn::{self, RedisConfig, RedisError};
 use std::time::Duration;
 
 static POP: &str = include_str!("pop.lua");
@@ -98,11 +97,10 @@ pub struct Queue {
 
 impl Queue {
     /// Connects to Redis at `url`; keys live under `prefix`.
-    pub fn connect(url: &Secret, prefix: &str) -> Result<Queue, RedisError> {
-        let url = url.expose();
+    pub fn connect(server: &RedisConfig, prefix: &str) -> Result<Queue, RedisError> {
         Ok(Queue {
-            con: redis_conn::connect(url)?,
-            target: redis_conn::describe(url),
+            con: redis_conn::connect(server)?,
+            target: redis_conn::describe(server.url.expose()),
             prefix: prefix.to_string(),
             pop: redis::Script::new(POP),
             push: redis::Script::new(PUSH),

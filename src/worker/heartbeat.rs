@@ -3,8 +3,7 @@
 
 use crate::queue::Queue;
 use crate::queue::workers::WorkerInfo;
-use crate::redis_conn::RedisError;
-use crate::secret::Secret;
+use crate::redis_conn::{RedisConfig, RedisError};
 use log::debug;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -26,10 +25,10 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Starts beating for `info` at the queue's Redis; the first beat is immediate. Redis being
     /// away is only logged (at debug): the heartbeat is for display, the work goes on.
-    pub fn start(redis_url: &Secret, prefix: &str, info: WorkerInfo) -> Heartbeat {
+    pub fn start(redis: &RedisConfig, prefix: &str, info: WorkerInfo) -> Heartbeat {
         let state = Arc::new(Mutex::new(info));
         let (stop, stopped) = mpsc::channel::<()>();
-        let (url, prefix, shared) = (redis_url.clone(), prefix.to_string(), state.clone());
+        let (url, prefix, shared) = (redis.clone(), prefix.to_string(), state.clone());
         let thread = std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || beat_until_stopped(&url, &prefix, &shared, &stopped))
@@ -59,7 +58,7 @@ impl Heartbeat {
 }
 
 fn beat_until_stopped(
-    url: &Secret,
+    url: &RedisConfig,
     prefix: &str,
     state: &Mutex<WorkerInfo>,
     stopped: &mpsc::Receiver<()>,
@@ -95,7 +94,7 @@ fn beat_until_stopped(
 
 fn connected<'a>(
     queue: &'a mut Option<Queue>,
-    url: &Secret,
+    url: &RedisConfig,
     prefix: &str,
 ) -> Result<&'a mut Queue, RedisError> {
     let q = match queue.take() {

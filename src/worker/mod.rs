@@ -83,7 +83,7 @@ pub enum WorkerError {
 ///
 /// Fails at once when Redis cannot be reached at start; once running, it reconnects by itself.
 pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summary, WorkerError> {
-    let queue = Queue::connect(&config.redis_url, &config.queue.prefix)?;
+    let queue = Queue::connect(&config.redis, &config.queue.prefix)?;
     let drivers: Vec<&str> = config
         .broadcast
         .drivers
@@ -101,13 +101,13 @@ pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summa
         drivers.join(",")
     );
     let info = WorkerInfo::new(opts.name.clone(), opts.queues.clone());
-    let heartbeat = Heartbeat::start(&config.redis_url, &config.queue.prefix, info);
+    let heartbeat = Heartbeat::start(&config.redis, &config.queue.prefix, info);
     let mut worker = Worker {
         queue,
         executor: Executor::new(config),
         config: config.clone(),
         overrides: opts.overrides,
-        failed: Recorder::new(&config.database_url),
+        failed: Recorder::new(&config.database),
         redis: Backoff::new(),
         summary: Summary::default(),
         heartbeat,
@@ -214,7 +214,7 @@ impl Worker {
         if shutdown.sleep(delay) {
             return;
         }
-        match Queue::connect(&self.config.redis_url, &self.config.queue.prefix) {
+        match Queue::connect(&self.config.redis, &self.config.queue.prefix) {
             Ok(q) => self.queue = q,
             Err(e) => debug!("still cannot reach Redis: {e}"),
         }

@@ -65,7 +65,7 @@ impl TestDb {
             .expect("create test database");
         let url = with_database(&admin_url(), &name);
         let mut db = inventory_broadcast::db::Db::connect(
-            &inventory_broadcast::secret::Secret::new(url.clone()),
+            &inventory_broadcast::db::DatabaseConfig::plain(&url.clone()),
         )
         .expect("connect to the test database");
         inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");
@@ -202,7 +202,7 @@ impl World {
 
     pub fn queue(&self) -> inventory_broadcast::queue::Queue {
         inventory_broadcast::queue::Queue::connect(
-            &inventory_broadcast::secret::Secret::new(redis_url()),
+            &inventory_broadcast::redis_conn::RedisConfig::url(&redis_url()),
             &self.prefix,
         )
         .expect("connect queue")

@@ -463,6 +463,14 @@ impl PgServer {
         text.lines().next()?.trim().parse().ok()
     }
 
+    /// A superuser connection to database `db` (over the unix socket for a TLS server).
+    pub fn admin_of(&self, db: &str) -> postgres::Client {
+        self.admin_config()
+            .dbname(db)
+            .connect(postgres::NoTls)
+            .expect("connect to private PostgreSQL")
+    }
+
     /// A superuser connection (TCP for a plain server, the unix socket for a TLS one).
     pub fn admin(&self) -> postgres::Client {
         self.admin_config()
@@ -478,7 +486,7 @@ impl PgServer {
             .expect("create database");
         let url = self.url(&name);
         let mut db = inventory_broadcast::db::Db::connect(
-            &inventory_broadcast::secret::Secret::new(url.clone()),
+            &inventory_broadcast::db::DatabaseConfig::plain(&url.clone()),
         )
         .expect("connect");
         inventory_broadcast::db::migrate::migrate(&mut db, "item_count").expect("migrate");

@@ -156,8 +156,8 @@ fn secrets_never_show_in_errors_or_debug_output() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     // The passwords did reach the URLs, where only the clients read them.
-    assert!(c.database_url.expose().contains("db-pw-456"));
-    assert!(c.redis_url.expose().contains("redis-pw-789"));
+    assert!(c.database.url.expose().contains("db-pw-456"));
+    assert!(c.redis.url.expose().contains("redis-pw-789"));
 
     // Errors about the connection URLs show them without their passwords.
     for (var, value, key) in [

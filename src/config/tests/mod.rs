@@ -2,6 +2,7 @@
 //! settings (Pusher, Slack, email, alert policy) have theirs in `delivery.rs`.
 
 mod delivery;
+mod servers;
 
 use super::files::exposed_secrets;
 use super::keys::KEYS;
@@ -31,17 +32,17 @@ fn defaults_alone() {
     assert_eq!(c.threshold, 20);
     assert_eq!(c.min_severity, Severity::Warning);
     assert_eq!(
-        c.database_url.expose(),
+        c.database.url.expose(),
         "postgres://inventory:inventory@127.0.0.1:5432/inventory"
     );
-    assert_eq!(c.redis_url.expose(), "redis://127.0.0.1:6379");
+    assert_eq!(c.redis.url.expose(), "redis://127.0.0.1:6379");
     assert_eq!(c.queue.tries, 3);
     assert_eq!(c.queue.backoff, vec![1, 5, 10]);
     assert_eq!(c.queue.retry_after, 90);
     assert_eq!(c.queue.timeout, 60);
     assert_eq!(c.broadcast.drivers, vec![Driver::Redis]);
     assert_eq!(c.broadcast.event, "App\\Events\\ItemCountExeed");
-    assert_eq!(c.broadcast.redis_url, c.redis_url);
+    assert_eq!(c.broadcast.redis.url, c.redis.url);
 }
 
 #[test]
@@ -194,7 +195,7 @@ fn db_parts_build_the_url() {
         ..Default::default()
     };
     assert_eq!(
-        Config::resolve(&s).unwrap().database_url.expose(),
+        Config::resolve(&s).unwrap().database.url.expose(),
         "postgres://inventory:inventory@db.local:6543/shop"
     );
 }
