@@ -309,3 +309,25 @@ fn a_stalled_failed_jobs_write_times_out_and_the_job_comes_back() {
     assert_eq!(sizes.delayed, 0);
     drop(worker);
 }
+
+#[test]
+fn sessions_ask_the_server_for_keepalives_and_timeouts() {
+    let w = World::new();
+    let mut config = inventory_broadcast::db::DatabaseConfig::plain(&w.db.url);
+    config.statement_timeout = Duration::from_millis(2500);
+    config.lock_timeout = Duration::from_millis(700);
+    let mut db = inventory_broadcast::db::Db::connect(&config).unwrap();
+    let show = |db: &mut inventory_broadcast::db::Db, name: &str| -> String {
+        db.client
+            .query_one(&format!("SHOW {name}"), &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(show(&mut db, "statement_timeout"), "2500ms");
+    assert_eq!(show(&mut db, "lock_timeout"), "700ms");
+    // The server's own probes of our side: a half-open session ends in about 25 s.
+    assert_eq!(show(&mut db, "tcp_keepalives_idle"), "10");
+    assert_eq!(show(&mut db, "tcp_keepalives_interval"), "5");
+    assert_eq!(show(&mut db, "tcp_keepalives_count"), "3");
+    assert_eq!(show(&mut db, "tcp_user_timeout"), "25000");
+}
