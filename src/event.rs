@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// The largest count an alert carries: 2^53 - 1, the largest integer a JavaScript number
+/// (and so an Echo client's `JSON.parse`) holds exactly. Larger counts are refused where they
+/// enter (the listener, `notify --count`, the threshold), never rounded in a browser.
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
+
 /// One rated item count: what a job carries and what every driver broadcasts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

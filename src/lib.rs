@@ -31,5 +31,6 @@ pub mod secret;
 pub mod service;
 pub mod severity;
 pub mod shutdown;
+pub mod text;
 pub mod tls;
 pub mod worker;

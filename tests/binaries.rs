@@ -210,3 +210,40 @@ fn a_closed_output_pipe_ends_quietly_with_exit_0() {
         );
     }
 }
+
+#[test]
+fn a_listener_on_another_channel_than_the_trigger_stops_and_says_why() {
+    let mut w = World::new();
+    w.set("INVENTORY_LISTEN_CHANNEL", "stock_levels");
+    let out = w.run("items-listen", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("notifies channel item_count") && err.contains("listens on stock_levels"),
+        "{err}"
+    );
+    assert!(
+        err.contains("items-listen migrate --channel stock_levels"),
+        "{err}"
+    );
+
+    // Unmigrated: the listener says what to run.
+    let name = format!("ib_bare_{}", crate::support::tag());
+    let mut admin =
+        postgres::Client::connect(&crate::support::admin_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    w.set(
+        "DATABASE_URL",
+        &crate::support::with_database(&w.db.url, &name),
+    );
+    let out = w.run("items-listen", &[]);
+    let _ = admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `items-listen migrate`"),
+        "{}",
+        stderr(&out)
+    );
+}

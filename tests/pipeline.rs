@@ -1,6 +1,7 @@
 //! The whole pipeline: INSERT → trigger → items-listen → Redis queue → queue-work → PUBLISH.
 
-use crate::support::World;
+use crate::support::private::PgServer;
+use crate::support::{DEADLINE, World, eventually};
 use serde_json::Value;
 
 fn assert_event_shape(msg: &Value, channel_count: u64, severity: &str) {
@@ -64,31 +65,31 @@ fn inserting_25_rows_broadcasts_counts_20_to_25_in_order() {
 }
 
 #[test]
-fn bare_integer_and_malformed_notifications() {
+fn notifications_only_wake_the_listener_what_is_rated_is_the_databases_count() {
     let w = World::new();
     let mut sub = w.subscribe();
     let listener = w.spawn("items-listen", &[]);
     let _worker = w.spawn("queue-work", &[]);
     listener.wait_for_log("listening on channel");
     let mut c = w.db.client();
-    c.batch_execute("SELECT pg_notify('item_count', '21')")
-        .unwrap();
-    assert_eq!(sub.next()["data"]["count"], 21);
-    for bad in [
+    for forged in [
+        "21",
+        "{\"count\": 22}",
         "garbage",
         "{\"count\": -3}",
         "{\"n\": 1}",
         "{\"count\": 1e400}",
+        "{\"count\": 21}\n2026-11-30 INFO count 1000 is critical: FORGED",
     ] {
-        c.execute("SELECT pg_notify('item_count', $1)", &[&bad])
+        c.execute("SELECT pg_notify('item_count', $1)", &[&forged])
             .unwrap();
     }
-    c.batch_execute("SELECT pg_notify('item_count', '{\"count\": 22}')")
+    // The first broadcast is the insert's own count: nothing before it came from a payload.
+    c.batch_execute("INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 23)")
         .unwrap();
-    assert_eq!(sub.next()["data"]["count"], 22);
-    assert_eq!(
-        listener.count_log("skipped notification"),
-        4,
+    assert_eq!(sub.next()["data"]["count"], 23);
+    assert!(
+        !listener.log().iter().any(|l| l.contains("FORGED")),
         "{:?}",
         listener.log()
     );
@@ -192,4 +193,69 @@ fn a_channel_name_with_quotes_and_spaces_is_quoted_not_spliced() {
     listener.wait_for_log("listening on channel");
     w.db.insert(20);
     assert_eq!(sub.next()["data"]["count"], 20);
+}
+
+#[test]
+fn a_role_that_cannot_write_items_can_neither_raise_nor_clear_an_alert() {
+    // A private server: the test creates a role, which the shared server's login may not.
+    let pg = PgServer::start();
+    let url = pg.create_db();
+    let mut w = World::new();
+    w.set("DATABASE_URL", &url)
+        .set("INVENTORY_SLACK_NOTIFICATIONS", "true")
+        .set(
+            "INVENTORY_SLACK_WEBHOOK_URL",
+            "https://hooks.example.com/services/T/B/x",
+        );
+    let listener = w.spawn("items-listen", &[]);
+    listener.wait_for_log("listening on channel");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 25)")
+        .unwrap();
+    let mut q = w.queue();
+    // Its broadcast and its Slack message (no worker runs: they stay pending).
+    let raised = eventually("the real alert queued", DEADLINE, || {
+        let s = q.sizes("default").ok()?;
+        (s.pending == 2).then_some(s)
+    });
+    let state_key = q.keys("default").alert_state("slack");
+    let mut redis = w.redis();
+    let mut state =
+        || -> Option<String> { redis::cmd("GET").arg(&state_key).query(&mut redis).unwrap() };
+    let before = state();
+    assert!(
+        before.is_some(),
+        "the real alert opened a Slack alert state"
+    );
+
+    // A login with CONNECT and nothing else: it cannot even read the count.
+    pg.admin()
+        .batch_execute("CREATE ROLE forger LOGIN")
+        .unwrap();
+    let forger_url = url.replacen("postgres@", "forger@", 1);
+    let mut forger = postgres::Client::connect(&forger_url, postgres::NoTls).unwrap();
+    assert!(
+        forger
+            .query("SELECT n FROM inventory_item_count", &[])
+            .is_err()
+    );
+    for forged in ["{\"count\": 1000}", "{\"count\": 0}", "0", "garbage"] {
+        forger
+            .execute("SELECT pg_notify('item_count', $1)", &[&forged])
+            .unwrap();
+    }
+    // A real change after the forgeries: once it is queued, they were all seen before it.
+    c.batch_execute("INSERT INTO items (name) VALUES ('widget')")
+        .unwrap();
+    let after = eventually("the real change queued", DEADLINE, || {
+        let s = q.sizes("default").ok()?;
+        (s.pending > raised.pending).then_some(s)
+    });
+    assert_eq!(
+        after.pending,
+        raised.pending + 1,
+        "only its broadcast: Slack stays quiet"
+    );
+    assert_eq!(state(), before, "forgeries changed the alert state");
+    drop(listener);
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL: connections (TLS, timeouts, keepalives on both ends) with readable errors,
 //! migrations, and the failed-jobs store.
 
+pub mod count;
 pub mod failed;
 pub mod migrate;
 pub mod recorder;
@@ -209,14 +210,5 @@ impl Db {
     /// The server as shown in messages.
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    /// The current item count, as the trigger keeps it.
-    pub fn item_count(&mut self) -> Result<i64, DbError> {
-        let row = self
-            .client
-            .query_one("SELECT n FROM inventory_item_count", &[])
-            .map_err(|e| self.error(e))?;
-        Ok(row.get(0))
     }
 }

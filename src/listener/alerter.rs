@@ -2,10 +2,9 @@
 //! outages (while Redis is down only the latest alert is kept, and it is dispatched once
 //! Redis is back).
 
-use super::payload::{parse_payload, short};
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::event::Alert;
+use crate::event::{Alert, MAX_COUNT};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use log::{debug, info, warn};
@@ -41,13 +40,15 @@ impl Alerter {
         }
     }
 
-    /// True when as many alerts wait as one round trip takes.
-    pub(super) fn is_full(&self) -> bool {
-        self.pending.len() >= MAX_BATCH
-    }
-
     /// Rates `count` and keeps its alert for the next [`Alerter::flush`].
     pub(super) fn on_count(&mut self, count: u64) {
+        if count > MAX_COUNT {
+            warn!(
+                "count {count} is above {MAX_COUNT} (2^53 - 1), the largest a browser's JSON \
+                 number holds exactly: not rated"
+            );
+            return;
+        }
         let alert = service::rate(&self.config, count, "items-listen");
         let redis_down = self.dispatcher.is_none();
         if redis_down {
@@ -64,13 +65,6 @@ impl Alerter {
             return;
         }
         self.pending.push_back(alert);
-    }
-
-    pub(super) fn on_payload(&mut self, payload: &str) {
-        match parse_payload(payload) {
-            Ok(count) => self.on_count(count),
-            Err(why) => warn!("skipped notification {}: {why}", short(payload)),
-        }
     }
 
     /// Queues the pending alerts in one round trip, if Redis is (back) up.

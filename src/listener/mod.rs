@@ -18,10 +18,12 @@ pub use payload::parse_payload;
 use self::alerter::Alerter;
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::db::count::Schema;
 use crate::db::{Db, DbError};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher};
 use crate::shutdown::Shutdown;
+use crate::text::escape;
 use log::{debug, info, warn};
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::{Duration, Instant};
@@ -35,6 +37,16 @@ pub enum ListenerError {
     /// Redis could not be reached at start (later outages are waited out).
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// The database is not migrated, or its trigger notifies another channel.
+    #[error("{0}")]
+    Schema(String),
+}
+
+impl ListenerError {
+    /// True when the connection is gone and reconnecting may help.
+    fn is_connection(&self) -> bool {
+        matches!(self, ListenerError::Db(e) if e.is_connection())
+    }
 }
 
 /// The listener's `application_name` in `pg_stat_activity`.
@@ -75,7 +87,7 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
         let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {
             Ok(()) => return Ok(()),
             Err(e) if e.is_connection() => e,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         warn!("lost PostgreSQL: {err}; reconnecting");
         db = match reconnect(config, &mut pg, &mut alerter, shutdown) {
@@ -105,15 +117,17 @@ fn reconnect(
     }
 }
 
-/// One connection's life: become the active listener, LISTEN, rate the current count, then
-/// handle notifications, checking both servers every [`TICK`].
+/// One connection's life: check the schema, become the active listener, LISTEN, rate the
+/// current count, then rate each committed change the log holds whenever a notification
+/// wakes us (and every [`TICK`], which also proves both servers are alive).
 fn session(
     db: &mut Db,
     alerter: &mut Alerter,
     pg: &mut Backoff,
     shutdown: &Shutdown,
-) -> Result<(), DbError> {
+) -> Result<(), ListenerError> {
     let channel = alerter.config.listen_channel.clone();
+    check_schema(db, &channel)?;
     if !become_active(db, &channel, shutdown)? {
         return Ok(());
     }
@@ -129,7 +143,7 @@ fn session(
     }
     // Mark Redis as seen before rating, so the first tick does not mistake it for emptied.
     alerter.redis_was_emptied();
-    rate_current(db, alerter)?;
+    let mut seen = rate_current(db, alerter)?;
     alerter.flush();
     let mut last_tick = Instant::now();
     loop {
@@ -139,46 +153,73 @@ fn session(
         alerter.flush();
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
-            // A query on a dead connection fails here (keepalives bound a half-open one).
-            db.client
-                .simple_query("SELECT 1")
-                .map_err(|e| db.error(e))?;
+            // A query on a dead connection fails here (keepalives bound a half-open one), and
+            // a change whose notification went missing is read all the same.
+            rate_changes(db, alerter, &mut seen)?;
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
-                rate_current(db, alerter)?;
+                seen = rate_current(db, alerter)?;
                 alerter.flush();
             }
         }
         let next = db.client.notifications().timeout_iter(POLL).next();
         match next {
             Ok(Some(n)) => {
-                alerter.on_payload(n.payload());
-                drain_buffered(db, alerter)?;
+                woken_by(n.payload());
+                drain_buffered(db)?;
+                rate_changes(db, alerter, &mut seen)?;
             }
-            Err(e) => return Err(db.error(e)),
+            Err(e) => return Err(db.error(e).into()),
             Ok(None) if db.client.is_closed() => {
-                return Err(DbError::Connect {
+                return Err(ListenerError::Db(DbError::Connect {
                     target: db.target().to_string(),
                     reason: "connection closed".into(),
-                });
+                }));
             }
             Ok(None) => {}
         }
     }
 }
 
-/// Takes every notification already received, so a burst is queued in one round trip
-/// instead of one per notification.
-fn drain_buffered(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
+/// Fails unless the database is migrated and its trigger notifies `channel`: a listener on
+/// another channel would hear nothing, silently.
+fn check_schema(db: &mut Db, channel: &str) -> Result<(), ListenerError> {
+    match db.schema()? {
+        Schema::Channel(ours) if ours == channel => Ok(()),
+        Schema::Channel(theirs) => Err(ListenerError::Schema(format!(
+            "the trigger at {} notifies channel {} but this listener listens on {}: run \
+             `items-listen migrate --channel {}` to move the trigger, or set \
+             INVENTORY_LISTEN_CHANNEL={}",
+            db.target(),
+            escape(&theirs),
+            escape(channel),
+            escape(channel),
+            escape(&theirs)
+        ))),
+        Schema::NotMigrated => Err(ListenerError::Schema(format!(
+            "the database at {} is not migrated (or by an older version): run \
+             `items-listen migrate` once",
+            db.target()
+        ))),
+    }
+}
+
+/// A notification is only a wake-up: what it claims is not trusted, only shown at debug.
+fn woken_by(payload: &str) {
+    debug!(
+        "woken by a notification: {}",
+        escape(&payload::short(payload))
+    );
+}
+
+/// Takes every notification already received: one read of the log serves them all.
+fn drain_buffered(db: &mut Db) -> Result<(), DbError> {
     let result = {
         let mut notifications = db.client.notifications();
         let mut buffered = notifications.iter();
         loop {
-            if alerter.is_full() {
-                break Ok(());
-            }
             match buffered.next() {
-                Ok(Some(n)) => alerter.on_payload(n.payload()),
+                Ok(Some(n)) => woken_by(n.payload()),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
@@ -187,22 +228,45 @@ fn drain_buffered(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
     result.map_err(|e| db.error(e))
 }
 
-/// Rates the count the trigger keeps, so changes made while we were away are not missed.
-fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<(), DbError> {
-    let count = u64::try_from(db.item_count()?).unwrap_or(0);
+/// Rates every change committed after `seen`, in commit order, and moves `seen` on.
+fn rate_changes(db: &mut Db, alerter: &mut Alerter, seen: &mut i64) -> Result<(), DbError> {
+    loop {
+        let changes = db.changes_after(*seen, alerter::MAX_BATCH)?;
+        for change in &changes {
+            alerter.on_count(count_of(change.count));
+            *seen = change.version;
+        }
+        if changes.len() < alerter::MAX_BATCH {
+            return Ok(());
+        }
+        // A long backlog goes to Redis in batches.
+        alerter.flush();
+    }
+}
+
+/// A stored count as an unsigned number (a negative one would be a corrupted row: 0).
+fn count_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Rates the count the trigger keeps, so changes made while we were away are not missed;
+/// returns its version, from which the log is read on.
+fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<i64, DbError> {
+    let current = db.current()?;
+    let count = count_of(current.count);
     info!(
         "current count is {count} (threshold {})",
         alerter.config.threshold
     );
     alerter.on_count(count);
-    Ok(())
+    Ok(current.version)
 }
 
 /// Waits until this process holds the channel's advisory lock; false if asked to stop first.
 ///
 /// The lock belongs to the PostgreSQL session, so when the active listener dies or loses its
 /// connection the server releases it and a standby takes over within [`STANDBY_POLL`].
-fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool, DbError> {
+fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool, ListenerError> {
     let key = format!("inventory-broadcast:{channel}");
     let mut waiting_since: Option<Instant> = None;
     loop {
