@@ -42,6 +42,45 @@ fn push_pop_ack_in_order() {
 }
 
 #[test]
+fn an_expired_reservation_charges_only_the_jobs_that_started() {
+    let w = World::new();
+    let mut q = w.queue();
+    q.push("default", &[job(1), job(2), job(3)]).unwrap();
+    let batch = q
+        .pop("default", 3, Duration::from_millis(200), false)
+        .unwrap()
+        .jobs;
+    assert_eq!(batch.len(), 3);
+    // The dead worker had started the first job only.
+    assert_eq!(q.start("default", &[&batch[0]]).unwrap(), 1);
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut back = Vec::new();
+    while back.len() < 3 {
+        assert!(
+            Instant::now() < end,
+            "the jobs never came back: {}",
+            back.len()
+        );
+        let popped = q.pop("default", 3, LONG, false).unwrap();
+        if popped.jobs.is_empty() {
+            q.wait(&["default".to_string()], popped.next_due.unwrap_or(LONG))
+                .unwrap();
+        }
+        back.extend(popped.jobs);
+    }
+    let attempts: Vec<(bool, u32)> = back
+        .iter()
+        .map(|r| (r.raw == batch[0].raw, r.attempts))
+        .collect();
+    assert!(attempts.contains(&(true, 2)), "{attempts:?}");
+    assert_eq!(
+        attempts.iter().filter(|a| **a == (false, 1)).count(),
+        2,
+        "{attempts:?}"
+    );
+}
+
+#[test]
 fn an_expired_reservation_comes_back_as_attempt_2() {
     let w = World::new();
     let mut q = w.queue();
@@ -52,7 +91,8 @@ fn an_expired_reservation_comes_back_as_attempt_2() {
         .jobs
         .remove(0);
     assert_eq!(first.attempts, 1);
-    // The "dead worker" never finishes; wait for the reservation to expire.
+    // The "dead worker" started it, then never finished; wait for the reservation to expire.
+    assert_eq!(q.start("default", &[&first]).unwrap(), 1);
     let end = Instant::now() + Duration::from_secs(5);
     let second = loop {
         let mut popped = q.pop("default", 1, LONG, false).unwrap();

@@ -313,3 +313,65 @@ fn the_first_queue_has_priority_and_the_name_comes_from_the_environment() {
         assert!(line.contains(&format!("[from-env] {}", job.id)), "{err}");
     }
 }
+
+#[test]
+fn a_worker_killed_mid_batch_charges_only_the_job_it_had_started() {
+    // A target that takes the connection and never answers: the first job hangs in it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = crate::support::fake_pusher::FakePusher::start("1", "key", "secret");
+    let mut w = World::new();
+    w.set("BROADCAST_DRIVER", "pusher");
+    for (k, v) in fake.env("secret") {
+        w.set(k, &v);
+    }
+    w.set(
+        "PUSHER_PORT",
+        &silent.local_addr().unwrap().port().to_string(),
+    );
+    let jobs = w.push_jobs("default", "broadcast:pusher", 5);
+    let args = ["--tries", "1", "--timeout", "2", "--retry-after", "3"];
+    let mut first = w.spawn("queue-work", &args);
+    first.wait_for_log(&format!(
+        "{} broadcast:pusher RUNNING (attempt 1)",
+        jobs[0].id
+    ));
+    first.signal("KILL");
+    assert_eq!(first.wait_exit(), None, "killed by SIGKILL");
+    assert_eq!(
+        sizes(&w, "default"),
+        (0, 0, 5),
+        "the whole batch was reserved"
+    );
+
+    // The next worker reaches a target that answers.
+    w.set("PUSHER_PORT", &fake.port().to_string());
+    let second = w.spawn("queue-work", &args);
+    crate::support::eventually("every job finished", Duration::from_secs(20), || {
+        (sizes(&w, "default") == (0, 0, 0)).then_some(())
+    });
+    let failed = w.db.failed_jobs();
+    assert_eq!(
+        failed.len(),
+        1,
+        "only the started job is charged: {failed:?}"
+    );
+    assert_eq!(failed[0].0, jobs[0].id.to_string());
+    assert!(
+        failed[0].2.contains("more than its 1 tries"),
+        "{}",
+        failed[0].2
+    );
+    for job in &jobs[1..] {
+        second.wait_for_log(&format!("{} broadcast:pusher DONE", job.id));
+        assert!(
+            second
+                .log()
+                .iter()
+                .any(|l| l.contains(&format!("{} broadcast:pusher RUNNING (attempt 1)", job.id))),
+            "{} ran with its full tries",
+            job.id
+        );
+    }
+    assert_eq!(fake.events().len(), 4);
+    drop(silent);
+}

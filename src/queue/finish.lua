@@ -1,7 +1,8 @@
 -- Finish reserved jobs: acknowledge, retry later, or hand back untouched.
 -- A reservation is only ours while its deadline score is the one we were given: a job whose
 -- reservation expired and was handed to another worker is left alone (that worker owns it).
--- KEYS: 1 reserved zset, 2 delayed zset, 3 attempts hash, 4 pending list, 5 notify list
+-- KEYS: 1 reserved zset, 2 delayed zset, 3 attempts hash, 4 pending list, 5 notify list,
+--       6 started set
 -- ARGV: triples of (job, deadline_ms, action); action is 'ack' (done: forget it), 'release'
 -- (never started: back to the head of pending, no attempt used), or a delay in ms (a failed
 -- attempt, used up: into delayed until then).
@@ -28,7 +29,10 @@ for i = 1, n do
     end
   end
 end
-if #owned > 0 then redis.call('ZREM', KEYS[1], unpack(owned)) end
+if #owned > 0 then
+  redis.call('ZREM', KEYS[1], unpack(owned))
+  redis.call('SREM', KEYS[6], unpack(owned))
+end
 if #acked > 0 then redis.call('HDEL', KEYS[3], unpack(acked)) end
 -- Handed back in reverse, so LPUSH leaves them at the head in their original order.
 for i = #released, 1, -1 do

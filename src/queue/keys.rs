@@ -17,6 +17,9 @@ pub struct Keys {
     /// Hash from job bytes to attempts so far, kept outside the job so scripts never
     /// decode and re-encode JSON.
     pub attempts: String,
+    /// Set of reserved jobs that started running: a dead worker's reservation charges an
+    /// attempt to these only.
+    pub started: String,
 }
 
 impl Keys {
@@ -28,6 +31,7 @@ impl Keys {
             reserved: format!("{pending}:reserved"),
             notify: format!("{pending}:notify"),
             attempts: format!("{pending}:attempts"),
+            started: format!("{pending}:started"),
             pending,
         }
     }
@@ -69,6 +73,7 @@ mod tests {
         assert_eq!(k.reserved, "inventory:{queues:default}:reserved");
         assert_eq!(k.notify, "inventory:{queues:default}:notify");
         assert_eq!(k.attempts, "inventory:{queues:default}:attempts");
+        assert_eq!(k.started, "inventory:{queues:default}:started");
         assert_eq!(
             k.alert_state("slack"),
             "inventory:{queues:default}:alerts:slack"

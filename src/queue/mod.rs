@@ -18,6 +18,7 @@ use std::time::Duration;
 static POP: &str = include_str!("pop.lua");
 static PUSH: &str = include_str!("push.lua");
 static FINISH: &str = include_str!("finish.lua");
+static START: &str = include_str!("start.lua");
 
 /// Most jobs one reserve call takes: bounds the work of one script call (and Lua's unpack).
 pub const MAX_BATCH: usize = 1000;
@@ -93,6 +94,7 @@ pub struct Queue {
     pop: redis::Script,
     push: redis::Script,
     finish: redis::Script,
+    start: redis::Script,
 }
 
 impl Queue {
@@ -105,6 +107,7 @@ impl Queue {
             pop: redis::Script::new(POP),
             push: redis::Script::new(PUSH),
             finish: redis::Script::new(FINISH),
+            start: redis::Script::new(START),
         })
     }
 
@@ -228,6 +231,7 @@ impl Queue {
             .key(&k.reserved)
             .key(&k.notify)
             .key(&k.attempts)
+            .key(&k.started)
             .arg(retry_after.as_millis() as u64)
             .arg(max.clamp(1, MAX_BATCH))
             .arg(u8::from(notify_taken))
@@ -288,7 +292,8 @@ impl Queue {
         inv.key(&k.delayed)
             .key(&k.attempts)
             .key(&k.pending)
-            .key(&k.notify);
+            .key(&k.notify)
+            .key(&k.started);
         for (job, outcome) in jobs {
             let action = match outcome {
                 Outcome::Done => "ack".to_string(),
@@ -299,6 +304,23 @@ impl Queue {
         }
         let owned: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
         Ok(owned as usize)
+    }
+
+    /// Marks reserved jobs of queue `name` as started, just before they run: an attempt
+    /// counts only once its job started, so a worker killed mid-batch charges only the job
+    /// it was running. Returns how many were still ours to mark.
+    pub fn start(&mut self, name: &str, jobs: &[&Reserved]) -> Result<usize, RedisError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let k = self.keys(name);
+        let mut inv = self.start.key(&k.reserved);
+        inv.key(&k.started);
+        for job in jobs {
+            inv.arg(job.raw.as_slice()).arg(job.deadline_ms);
+        }
+        let marked: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
+        Ok(usize::try_from(marked).unwrap_or(0))
     }
 
     /// Sets the "Redis still has our data" marker ([`keys::marker`]) if it is missing; true

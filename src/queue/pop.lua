@@ -1,5 +1,6 @@
 -- Reserve up to ARGV[2] jobs from one queue, atomically.
--- KEYS: 1 pending list, 2 delayed zset, 3 reserved zset, 4 notify list, 5 attempts hash
+-- KEYS: 1 pending list, 2 delayed zset, 3 reserved zset, 4 notify list, 5 attempts hash,
+--       6 started set
 -- ARGV: 1 retry_after in ms, 2 how many jobs at most (<= 1000), 3 notify entries the caller
 --       already took
 -- Returns {now_ms, next_due_ms or -1, {job, ...}, {attempt, ...}, deadline_ms}.
@@ -13,20 +14,25 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- Due delayed jobs, and reservations whose worker died, go back to pending, each with a
--- notify entry so a blocked worker wakes. A dead worker's reservation used up its attempt.
+-- notify entry so a blocked worker wakes. A dead worker's job used up its attempt only if it
+-- had started (it is in the started set): the rest of its batch never ran, and costs nothing.
 -- Bounded per call so one call never stalls Redis.
-local function migrate(from, used_attempt)
+local function migrate(from, dead_worker)
   local due = redis.call('ZRANGEBYSCORE', from, '-inf', now, 'LIMIT', 0, 1000)
   for i = 1, #due, 100 do
     local chunk = {unpack(due, i, math.min(i + 99, #due))}
     redis.call('ZREM', from, unpack(chunk))
     redis.call('RPUSH', KEYS[1], unpack(chunk))
     local ones = {}
-    for j = 1, #chunk do
-      ones[j] = 1
-      if used_attempt then redis.call('HINCRBY', KEYS[5], chunk[j], 1) end
-    end
+    for j = 1, #chunk do ones[j] = 1 end
     redis.call('RPUSH', KEYS[4], unpack(ones))
+    if dead_worker then
+      local started = redis.call('SMISMEMBER', KEYS[6], unpack(chunk))
+      for j = 1, #chunk do
+        if started[j] == 1 then redis.call('HINCRBY', KEYS[5], chunk[j], 1) end
+      end
+      redis.call('SREM', KEYS[6], unpack(chunk))
+    end
   end
 end
 migrate(KEYS[2], false)

@@ -127,7 +127,8 @@ impl Worker {
         Some(outcome)
     }
 
-    /// Runs one attempt of a prepared job; `None` when its failure could not be recorded.
+    /// Runs one attempt of a prepared job; `None` when it could not be marked started or its
+    /// failure could not be recorded (it stays reserved either way).
     fn attempt(&mut self, p: &Prepared, reserved: &Reserved) -> Option<Ended> {
         if p.over_tries() {
             // Its last attempt was cut short (the worker died): do not run it again.
@@ -136,6 +137,9 @@ impl Worker {
                 reserved.attempts, p.job.max_tries
             );
             return self.fail(&reserved.queue, &p.as_queued, &reason);
+        }
+        if !self.mark_started(&[reserved]) {
+            return None;
         }
         info!(
             "{}{} {} RUNNING (attempt {})",

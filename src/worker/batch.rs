@@ -57,6 +57,26 @@ impl Worker {
         }
     }
 
+    /// Marks jobs as started before they run (an attempt counts only then); false when Redis
+    /// cannot take it: the jobs are then left reserved, unrun and uncharged, and come back
+    /// after `retry_after`.
+    pub(super) fn mark_started(&mut self, jobs: &[&Reserved]) -> bool {
+        let Some(first) = jobs.first() else {
+            return true;
+        };
+        match self.queue.start(&first.queue, jobs) {
+            Ok(_) => true,
+            Err(e) => {
+                error!(
+                    "cannot mark {} job(s) started on Redis: {e}; they return unrun after \
+                     retry_after",
+                    jobs.len()
+                );
+                false
+            }
+        }
+    }
+
     /// Decodes the batch and sorts it into driver groups and jobs that run on their own.
     fn sort<'a>(&self, jobs: &'a [Reserved]) -> Sorted<'a> {
         let mut sorted = Sorted {
@@ -92,6 +112,10 @@ impl Worker {
             .map(|(_, p)| effective_timeout(p.job.timeout, worker_timeout))
             .min()
             .unwrap_or(Duration::from_secs(worker_timeout));
+        let reserved: Vec<&Reserved> = group.iter().map(|(r, _)| *r).collect();
+        if !self.mark_started(&reserved) {
+            return;
+        }
         for (reserved, p) in &group {
             info!(
                 "{}{} {} RUNNING (attempt {})",
