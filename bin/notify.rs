@@ -1,6 +1,7 @@
 //! `notify`: raise an item-count alert by hand.
 
 use clap::Parser;
+use inventory_broadcast::event::MAX_COUNT;
 use inventory_broadcast::{cli, manual};
 use std::process::ExitCode;
 
@@ -12,8 +13,8 @@ use std::process::ExitCode;
     after_help = "Examples:\n  notify --count 25                 # queue it; prints the job id and severity\n  notify --count 25 --sync          # broadcast now, without the queue\n  notify --count 25 --dry-run       # print the event JSON; touch nothing\n  notify --count 31 --force         # also page Slack/email, whatever the alert policy says"
 )]
 struct Args {
-    /// The item count to rate and broadcast.
-    #[arg(long, value_name = "N")]
+    /// The item count to rate and broadcast (at most 2^53 - 1, what a browser holds exactly).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(..=MAX_COUNT))]
     count: u64,
     /// Broadcast now through every driver, without the queue.
     #[arg(long, conflicts_with = "dry_run")]

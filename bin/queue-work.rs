@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inventory_broadcast::admin::{Admin, RetryTarget, render};
+use inventory_broadcast::bounds::MAX_RUN_TIME_S;
 use inventory_broadcast::{cli, clock, config, shutdown::Shutdown, worker};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,8 +37,8 @@ struct Work {
     /// Exit after this many jobs.
     #[arg(long, value_name = "N")]
     max_jobs: Option<u64>,
-    /// Exit after this many seconds (the job in hand finishes).
-    #[arg(long, value_name = "SECONDS")]
+    /// Exit after this many seconds (the job in hand finishes; at most ten years).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(..=MAX_RUN_TIME_S))]
     max_time: Option<u64>,
     /// Attempts per job before it fails (0 = unlimited). Overrides the value the job was
     /// queued with.

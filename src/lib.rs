@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod bounds;
 pub mod broadcast;
 pub mod cli;
 pub mod clock;

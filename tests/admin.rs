@@ -277,3 +277,65 @@ fn status_matches_the_keys_and_shows_named_workers() {
     assert_eq!(worker.wait_exit(), Some(0));
     assert!(w.status(&[])["workers"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn control_characters_from_failed_rows_print_escaped() {
+    let w = World::new();
+    let mut db = Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(&w.db.url)).unwrap();
+    // What a hostile or broken producer could leave: terminal escapes and a forged line.
+    let payload = "\u{1b}]0;pwned\u{7}\u{1b}[2J not json\n2026-11-30 INFO forged";
+    let error = "attempt 1: \u{1b}[31mred\u{1b}[0m\r\nand more";
+    failed::record(&mut db, "ctl-1", "default", payload, error).unwrap();
+    for args in [&["failed"][..], &["failed", "show", "ctl-1"]] {
+        let out = w.run("queue-work", args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{args:?}: {text:?}"
+        );
+        assert!(!text.contains('\r'), "{args:?}: {text:?}");
+        assert!(text.contains("\\x1b"), "{args:?}: {text}");
+    }
+    let shown = stdout(&w.run("queue-work", &["failed", "show", "ctl-1"]));
+    assert!(shown.contains("\\x1b]0;pwned\\x07"), "{shown}");
+    // A payload's own lines stay lines in `show`, but none can pass for a log line: the row
+    // is one block under `payload:`.
+    assert!(shown.contains("\\x1b[31mred\\x1b[0m\\r"), "{shown}");
+}
+
+#[test]
+fn a_failed_row_with_an_invalid_queue_is_kept_not_retried() {
+    let w = World::new();
+    let job = crate::support::job("broadcast:redis", 25);
+    let mut db = Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(&w.db.url)).unwrap();
+    let payload = String::from_utf8(job.encode()).unwrap();
+    failed::record(
+        &mut db,
+        &job.id.to_string(),
+        "",
+        &payload,
+        "attempt 3: refused",
+    )
+    .unwrap();
+    let out = w.run("queue-work", &["failed", "retry", "all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("not retried {}", job.id)) && text.contains("not a queue name"),
+        "{text}"
+    );
+    assert_eq!(
+        uuids(&w),
+        HashSet::from([job.id.to_string()]),
+        "the row is kept"
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", w.prefix))
+        .query(&mut w.redis())
+        .unwrap();
+    assert!(
+        !keys.iter().any(|k| k.contains("{queues:}")),
+        "nothing was pushed to a queue without a name: {keys:?}"
+    );
+}

@@ -247,3 +247,51 @@ fn a_listener_on_another_channel_than_the_trigger_stops_and_says_why() {
         stderr(&out)
     );
 }
+
+#[test]
+fn absurd_numbers_are_refused_at_start_naming_the_flag() {
+    let w = World::new();
+    for (bin, args, named) in [
+        (
+            "queue-work",
+            &[
+                "--timeout",
+                "18446744073709551614",
+                "--retry-after",
+                "18446744073709551615",
+            ][..],
+            "--retry-after",
+        ),
+        (
+            "queue-work",
+            &["--retry-after", "18446744073709551615"][..],
+            "--retry-after",
+        ),
+        (
+            "queue-work",
+            &["--backoff", "18446744073709551615"][..],
+            "--backoff",
+        ),
+        ("queue-work", &["--tries", "4294967295"][..], "--tries"),
+        (
+            "queue-work",
+            &["--max-time", "18446744073709551615"][..],
+            "--max-time",
+        ),
+        ("notify", &["--count", "9007199254740992"][..], "--count"),
+    ] {
+        let out = w.run(bin, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bin} {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(named),
+            "{bin} {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}

@@ -451,3 +451,24 @@ fn slow_jobs_of_a_batch_are_handed_back_before_their_reservation_runs_short() {
     }
     assert!(!log.contains("more than its"), "{log}");
 }
+
+#[test]
+fn a_publish_counts_its_receivers_and_one_nobody_heard() {
+    use inventory_broadcast::broadcast::{Broadcaster, RedisBroadcaster};
+    let w = World::new();
+    let config = w.config();
+    let mut driver = RedisBroadcaster::new(&config.broadcast);
+    let alert = crate::support::job("broadcast:redis", 25).payload;
+    driver.broadcast(&alert, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        driver.stats(),
+        (1, 0, 1),
+        "nobody listened: delivered, and counted as unheard"
+    );
+    let mut sub = w.subscribe();
+    driver.broadcast(&alert, Duration::from_secs(5)).unwrap();
+    assert!(sub.next_raw(crate::support::DEADLINE).is_some());
+    assert_eq!(driver.stats(), (2, 1, 1));
+    let (published, _, _) = inventory_broadcast::broadcast::published();
+    assert!(published >= 2);
+}

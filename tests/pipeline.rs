@@ -68,7 +68,8 @@ fn inserting_25_rows_broadcasts_counts_20_to_25_in_order() {
 fn notifications_only_wake_the_listener_what_is_rated_is_the_databases_count() {
     let w = World::new();
     let mut sub = w.subscribe();
-    let listener = w.spawn("items-listen", &[]);
+    // -v: payloads are logged (at debug), which is where a forged line would show.
+    let listener = w.spawn("items-listen", &["-v"]);
     let _worker = w.spawn("queue-work", &[]);
     listener.wait_for_log("listening on channel");
     let mut c = w.db.client();
@@ -88,10 +89,15 @@ fn notifications_only_wake_the_listener_what_is_rated_is_the_databases_count() {
     c.batch_execute("INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 23)")
         .unwrap();
     assert_eq!(sub.next()["data"]["count"], 23);
+    let log = listener.log();
     assert!(
-        !listener.log().iter().any(|l| l.contains("FORGED")),
-        "{:?}",
-        listener.log()
+        log.iter()
+            .any(|l| l.contains("\\n2026-11-30 INFO count 1000 is critical: FORGED")),
+        "the payload is shown escaped: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.starts_with("2026-11-30 INFO")),
+        "a payload forged a log line: {log:?}"
     );
 }
 

@@ -4,7 +4,7 @@
 use super::AdminError;
 use crate::db::failed::{self, FailedJob, FindError, Selection};
 use crate::db::{Db, DbError};
-use crate::queue::{Job, Queue};
+use crate::queue::{Job, Queue, keys};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -100,6 +100,16 @@ fn place(
 ) -> Result<Vec<i64>, AdminError> {
     let mut by_queue: BTreeMap<&str, Vec<(&FailedJob, Job)>> = BTreeMap::new();
     for row in page {
+        // The row comes from outside (anyone with write access to the table): a queue no
+        // worker serves would swallow the job, so the row is kept and reported instead.
+        if let Err(why) = keys::check_name(&row.queue) {
+            let why = format!(
+                "its queue {:?} is not a queue name ({why}); kept",
+                row.queue
+            );
+            report.skipped.push((row.uuid.clone(), why));
+            continue;
+        }
         match Job::decode(row.payload.as_bytes()) {
             Ok(mut job) => {
                 job.attempts = 0;

@@ -3,6 +3,7 @@
 use super::failed::RetryReport;
 use super::status::Status;
 use crate::db::failed::FailedJob;
+use crate::text::{escape, escape_lines};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +28,7 @@ pub fn status(status: &Status, now_ms: u64) -> String {
             (_, None) => "? (unreadable job)".to_string(),
         };
         rows.push(vec![
-            q.name.clone(),
+            escape(&q.name).into_owned(),
             q.pending.to_string(),
             q.delayed.to_string(),
             q.reserved.to_string(),
@@ -46,15 +47,21 @@ pub fn status(status: &Status, now_ms: u64) -> String {
     ])];
     for w in &status.workers {
         let since = |ms: u64| human_duration(now_ms.saturating_sub(ms) as f64 / 1000.0);
+        // Heartbeats are read from Redis: every field is shown escaped.
         let state = match &w.current {
-            Some(job) => format!("{} {} for {}", job.id, job.kind, since(job.started_ms)),
+            Some(job) => format!(
+                "{} {} for {}",
+                escape(&job.id),
+                escape(&job.kind),
+                since(job.started_ms)
+            ),
             None => "idle".to_string(),
         };
         rows.push(vec![
-            w.name.clone().unwrap_or_else(|| "-".into()),
-            w.host.clone(),
+            escape(w.name.as_deref().unwrap_or("-")).into_owned(),
+            escape(&w.host).into_owned(),
             w.pid.to_string(),
-            w.queues.join(","),
+            escape(&w.queues.join(",")).into_owned(),
             since(w.started_ms),
             w.done.to_string(),
             w.failed.to_string(),
@@ -80,11 +87,11 @@ pub fn failed_list(jobs: &[FailedJob], as_json: bool) -> String {
     let mut rows = vec![row(&["ID", "QUEUE", "KIND", "FAILED AT", "ERROR"])];
     for job in jobs {
         rows.push(vec![
-            job.uuid.clone(),
-            job.queue.clone(),
-            kind_of(&job.payload),
-            job.failed_at.clone(),
-            first_line(&job.exception, ERROR_WIDTH),
+            escape(&job.uuid).into_owned(),
+            escape(&job.queue).into_owned(),
+            escape(&kind_of(&job.payload)).into_owned(),
+            escape(&job.failed_at).into_owned(),
+            escape(&first_line(&job.exception, ERROR_WIDTH)).into_owned(),
         ]);
     }
     table(&rows, &[false; 5]).trim_end().to_string()
@@ -95,17 +102,19 @@ pub fn failed_show(job: &FailedJob, as_json: bool) -> String {
     if as_json {
         return serde_json::to_string_pretty(&job_json(job)).unwrap_or_default();
     }
+    // A JSON payload is re-printed (serde escapes control characters in its strings); any
+    // other text is escaped line by line.
     let payload = serde_json::from_str::<serde_json::Value>(&job.payload)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| job.payload.clone());
+        .unwrap_or_else(|| escape_lines(&job.payload).into_owned());
     format!(
         "id:        {}\nqueue:     {}\nkind:      {}\nfailed at: {}\n\nerror:\n{}\n\npayload:\n{}",
-        job.uuid,
-        job.queue,
-        kind_of(&job.payload),
-        job.failed_at,
-        job.exception.trim_end(),
+        escape(&job.uuid),
+        escape(&job.queue),
+        escape(&kind_of(&job.payload)),
+        escape(&job.failed_at),
+        escape_lines(job.exception.trim_end()),
         payload
     )
 }
@@ -118,7 +127,10 @@ pub fn retry_report(report: &RetryReport) -> String {
         for (_, q) in &report.retried {
             *per_queue.entry(q).or_default() += 1;
         }
-        let parts: Vec<String> = per_queue.iter().map(|(q, n)| format!("{q} {n}")).collect();
+        let parts: Vec<String> = per_queue
+            .iter()
+            .map(|(q, n)| format!("{} {n}", escape(q)))
+            .collect();
         let _ = write!(out, "put {} failed job(s) back", report.retried.len());
         if !parts.is_empty() {
             let _ = write!(out, ": {}", parts.join(", "));
@@ -126,18 +138,18 @@ pub fn retry_report(report: &RetryReport) -> String {
         out.push('\n');
     } else {
         for (id, queue) in &report.retried {
-            let _ = writeln!(out, "put {id} back on {queue}");
+            let _ = writeln!(out, "put {} back on {}", escape(id), escape(queue));
         }
     }
     for (id, why) in &report.skipped {
-        let _ = writeln!(out, "not retried {id}: {why}");
+        let _ = writeln!(out, "not retried {}: {}", escape(id), escape(why));
     }
     out.trim_end().to_string()
 }
 
 /// `failed forget`.
 pub fn forgot(uuid: &str) -> String {
-    format!("forgot failed job {uuid}")
+    format!("forgot failed job {}", escape(uuid))
 }
 
 /// `failed flush`.

@@ -9,7 +9,7 @@ mod redis;
 pub use self::log::LogBroadcaster;
 pub use self::null::NullBroadcaster;
 pub use self::pusher::{PusherBroadcaster, PusherConfig};
-pub use self::redis::RedisBroadcaster;
+pub use self::redis::{RedisBroadcaster, published};
 
 use crate::delivery::DeliveryError;
 use crate::event::Alert;

@@ -5,7 +5,25 @@ use super::{BroadcastConfig, Broadcaster};
 use crate::delivery::DeliveryError;
 use crate::event::Alert;
 use crate::redis_conn::{self, RedisConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Events published, and how many subscribers received them in all (Redis answers PUBLISH
+/// with its receiver count); for the operator, and for metrics.
+static PUBLISHED: AtomicU64 = AtomicU64::new(0);
+static RECEIVERS: AtomicU64 = AtomicU64::new(0);
+static UNHEARD: AtomicU64 = AtomicU64::new(0);
+
+/// What this process's redis driver has published: events, receivers reached in all, and
+/// events that reached no subscriber. An event nobody heard counts as delivered (as in
+/// Laravel: PUBLISH has no one to retry for), so this is where it shows.
+pub fn published() -> (u64, u64, u64) {
+    (
+        PUBLISHED.load(Ordering::Relaxed),
+        RECEIVERS.load(Ordering::Relaxed),
+        UNHEARD.load(Ordering::Relaxed),
+    )
+}
 
 /// Publishes events to a Redis channel; reconnects on the next event after a failure.
 pub struct RedisBroadcaster {
@@ -13,6 +31,7 @@ pub struct RedisBroadcaster {
     channel: String,
     event: String,
     con: Option<::redis::Connection>,
+    stats: (u64, u64, u64),
 }
 
 impl RedisBroadcaster {
@@ -23,6 +42,32 @@ impl RedisBroadcaster {
             channel: format!("{}{}", config.redis_prefix, config.channel),
             event: config.event.clone(),
             con: None,
+            stats: (0, 0, 0),
+        }
+    }
+}
+
+impl RedisBroadcaster {
+    /// What this driver has published: events, receivers reached in all, events unheard.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        self.stats
+    }
+
+    /// Counts a batch's receivers, and says at debug when an event reached nobody.
+    fn count(&mut self, receivers: &[u64]) {
+        let unheard = receivers.iter().filter(|n| **n == 0).count() as u64;
+        let (events, reached) = (receivers.len() as u64, receivers.iter().sum::<u64>());
+        PUBLISHED.fetch_add(events, Ordering::Relaxed);
+        RECEIVERS.fetch_add(reached, Ordering::Relaxed);
+        UNHEARD.fetch_add(unheard, Ordering::Relaxed);
+        let (p, r, u) = self.stats;
+        self.stats = (p + events, r + reached, u + unheard);
+        if unheard > 0 {
+            log::debug!(
+                "{unheard} of {} event(s) on {} reached no subscriber",
+                receivers.len(),
+                self.channel
+            );
         }
     }
 }
@@ -54,14 +99,16 @@ impl Broadcaster for RedisBroadcaster {
         for alert in alerts {
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
-                .arg(alert.redis_message(&self.event))
-                .ignore();
+                .arg(alert.redis_message(&self.event));
         }
-        let result: Result<(), _> = con
+        let result: Result<Vec<u64>, _> = con
             .set_read_timeout(Some(io))
             .and_then(|()| con.set_write_timeout(Some(io)))
             .and_then(|()| pipe.query(con));
-        all(result.map_err(|e| {
+        if let Ok(receivers) = &result {
+            self.count(receivers);
+        }
+        all(result.map(drop).map_err(|e| {
             // Drop the connection: after an error it may be half-read or dead.
             self.con = None;
             retryable(redis_conn::error(

@@ -88,6 +88,13 @@ pub(super) fn notify_config(l: &Layers, threshold: u64) -> Result<NotifyConfig, 
     if repeat_interval.is_zero() {
         return Err(l.invalid("alerts.repeat_interval", "must be longer than 0"));
     }
+    let max = crate::bounds::MAX_INTERVAL_S;
+    if repeat_interval.as_secs() > max {
+        return Err(l.invalid(
+            "alerts.repeat_interval",
+            format!("must be at most {max} s (a year)"),
+        ));
+    }
     let resolve_below = resolve_below(l, threshold)?;
     Ok(NotifyConfig {
         slack: slack_config(l)?,

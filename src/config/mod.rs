@@ -139,6 +139,8 @@ impl Config {
     pub fn resolve(sources: &Sources) -> Result<Config, ConfigError> {
         let l = Layers::build(sources)?;
         let threshold = l.positive("inventory.threshold")?;
+        let max = crate::event::MAX_COUNT;
+        at_most(&l, "inventory.threshold", threshold, max, " (2^53 - 1)")?;
         let boundaries = Boundaries {
             warning: l.parse("severity.warning", "must be a whole percentage")?,
             high: l.parse("severity.high", "must be a whole percentage")?,
@@ -148,6 +150,14 @@ impl Config {
             let key = worst_boundary(&l, &boundaries);
             return Err(l.invalid(key, reason));
         }
+        let max = u64::from(crate::bounds::MAX_PERCENT);
+        at_most(
+            &l,
+            "severity.critical",
+            u64::from(boundaries.critical),
+            max,
+            " %",
+        )?;
         let min_severity = l
             .str("inventory.min_severity")
             .parse()
@@ -223,10 +233,28 @@ fn check_channel(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `value` of `key`, refused above `max` (in `unit`).
+fn at_most(
+    l: &Layers,
+    key: &'static str,
+    value: u64,
+    max: u64,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    if value > max {
+        return Err(l.invalid(key, format!("must be at most {max}{unit}")));
+    }
+    Ok(value)
+}
+
 fn queue_config(l: &Layers) -> Result<QueueConfig, ConfigError> {
+    use crate::bounds::*;
     let names = l.list("queue.names");
     if names.is_empty() {
         return Err(l.invalid("queue.names", "must name at least one queue"));
+    }
+    for name in &names {
+        crate::queue::keys::check_name(name).map_err(|e| l.invalid("queue.names", e))?;
     }
     let backoff = l
         .list("queue.backoff")
@@ -234,12 +262,39 @@ fn queue_config(l: &Layers) -> Result<QueueConfig, ConfigError> {
         .map(|s| s.parse::<u64>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| l.invalid("queue.backoff", "must be whole seconds, e.g. 1,5,10"))?;
+    if backoff.len() > MAX_BACKOFF_STEPS {
+        let reason = format!("must have at most {MAX_BACKOFF_STEPS} steps");
+        return Err(l.invalid("queue.backoff", reason));
+    }
+    for step in &backoff {
+        at_most(
+            l,
+            "queue.backoff",
+            *step,
+            MAX_BACKOFF_S,
+            " seconds per step (a day)",
+        )?;
+    }
     let sleep: f64 = l.parse("queue.sleep", "must be a number of seconds")?;
     if !(sleep.is_finite() && sleep > 0.0 && sleep <= 60.0) {
         return Err(l.invalid("queue.sleep", "must be between 0 and 60 seconds"));
     }
     let retry_after = l.positive("queue.retry_after")?;
+    at_most(
+        l,
+        "queue.retry_after",
+        retry_after,
+        MAX_RETRY_AFTER_S,
+        " seconds (a week)",
+    )?;
     let timeout = l.positive("queue.timeout")?;
+    at_most(
+        l,
+        "queue.timeout",
+        timeout,
+        MAX_TIMEOUT_S,
+        " seconds (a day)",
+    )?;
     if timeout >= retry_after {
         let key = if *l.source("queue.timeout") == Source::Default {
             "queue.retry_after"
@@ -254,10 +309,12 @@ fn queue_config(l: &Layers) -> Result<QueueConfig, ConfigError> {
             ),
         ));
     }
+    let tries: u64 = l.parse("queue.tries", "must be a whole number (0 = unlimited)")?;
+    let tries = at_most(l, "queue.tries", tries, u64::from(MAX_TRIES), "")?;
     Ok(QueueConfig {
         prefix: l.str("queue.prefix"),
         names,
-        tries: l.parse("queue.tries", "must be a whole number (0 = unlimited)")?,
+        tries: u32::try_from(tries).unwrap_or(MAX_TRIES),
         backoff,
         retry_after,
         timeout,

@@ -48,9 +48,19 @@ pub(super) fn database(l: &Layers) -> Result<DatabaseConfig, ConfigError> {
     Ok(DatabaseConfig {
         url: Secret::new(url),
         tls: pg_tls(l, &in_url)?,
-        statement_timeout: l.duration("database.statement_timeout")?,
-        lock_timeout: l.duration("database.lock_timeout")?,
+        statement_timeout: session_timeout(l, "database.statement_timeout")?,
+        lock_timeout: session_timeout(l, "database.lock_timeout")?,
     })
+}
+
+/// A session timeout: a duration up to a year (0: none).
+fn session_timeout(l: &Layers, key: &'static str) -> Result<std::time::Duration, ConfigError> {
+    let timeout = l.duration(key)?;
+    let max = crate::bounds::MAX_INTERVAL_S;
+    if timeout.as_secs() > max {
+        return Err(l.invalid(key, format!("must be at most {max} s (a year)")));
+    }
+    Ok(timeout)
 }
 
 /// Removes libpq's TLS parameters from `url`'s query; returns them.

@@ -1,5 +1,6 @@
 //! The job envelope: what a queue entry holds, and its kind (where it delivers).
 
+use crate::bounds::MAX_BACKOFF_S;
 use crate::broadcast::Driver;
 use crate::clock::now_rfc3339;
 use crate::event::Alert;
@@ -125,14 +126,16 @@ impl Job {
         serde_json::from_str(text).map_err(|e| format!("job is not a valid job envelope: {e}"))
     }
 
-    /// Seconds to wait before the retry that follows attempt `attempts` (1-based).
+    /// Seconds to wait before the retry that follows attempt `attempts` (1-based), at most
+    /// [`MAX_BACKOFF_S`]: a queued job's own backoff comes from outside and is not trusted.
     pub fn backoff_after(&self, attempts: u32) -> u64 {
-        let index = (attempts.max(1) - 1) as usize;
+        let index = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
         self.backoff
             .get(index)
             .or(self.backoff.last())
             .copied()
             .unwrap_or(0)
+            .min(MAX_BACKOFF_S)
     }
 
     /// True when `attempts` used up the tries.
@@ -163,6 +166,11 @@ mod tests {
             ..job()
         };
         assert_eq!(none.backoff_after(2), 0);
+        let absurd = Job {
+            backoff: vec![u64::MAX],
+            ..job()
+        };
+        assert_eq!(absurd.backoff_after(1), MAX_BACKOFF_S);
     }
 
     #[test]

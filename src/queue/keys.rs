@@ -3,6 +3,28 @@
 //! The `{queues:NAME}` part is a Redis Cluster hash tag: all keys of one queue share a slot,
 //! so the Lua scripts that touch several of them work on a cluster too.
 
+/// Longest queue name, in bytes.
+pub const MAX_NAME: usize = 100;
+
+/// Checks a queue name: 1 to [`MAX_NAME`] bytes, no control characters, no `{`, `}` (they
+/// would break the hash tag that keeps a queue's keys in one cluster slot) and no `,` (queue
+/// lists are comma-separated).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("a queue name has 1 to {MAX_NAME} bytes"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '{' | '}' | ','))
+    {
+        return Err(format!(
+            "a queue name may not hold {:?}",
+            bad.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
 /// The keys of one named queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -64,6 +86,24 @@ pub fn worker(prefix: &str, id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_names() {
+        for good in ["default", "high-priority", "émoji✓", &"q".repeat(MAX_NAME)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a{b",
+            "a}b",
+            "a,b",
+            "a\nb",
+            "\x1b[2J",
+            &"q".repeat(MAX_NAME + 1),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn layout_matches_design() {

@@ -232,7 +232,7 @@ impl Queue {
             .key(&k.notify)
             .key(&k.attempts)
             .key(&k.started)
-            .arg(retry_after.as_millis() as u64)
+            .arg(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX))
             .arg(max.clamp(1, MAX_BATCH))
             .arg(u8::from(notify_taken))
             .invoke(&mut self.con)
@@ -262,7 +262,7 @@ impl Queue {
         let notify: Vec<String> = names.iter().map(|n| self.keys(n).notify).collect();
         // The read timeout must outlast the block, or a late reply would be skipped.
         self.con
-            .set_read_timeout(Some(timeout + redis_conn::IO_TIMEOUT))
+            .set_read_timeout(Some(timeout.saturating_add(redis_conn::IO_TIMEOUT)))
             .map_err(|e| self.err(e))?;
         let reply: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
             .arg(&notify)

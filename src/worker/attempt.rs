@@ -8,6 +8,7 @@ use crate::broadcast::Driver;
 use crate::queue::job::Kind;
 use crate::queue::workers::CurrentJob;
 use crate::queue::{Job, Outcome, Reserved};
+use crate::text::escape;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,11 @@ impl Worker {
             Err(reason) => {
                 // Derived from the bytes, so recording the same bad job twice stays one row.
                 let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &reserved.raw);
-                warn!("{}job {id} cannot be decoded: {reason}", self.tag);
+                warn!(
+                    "{}job {id} cannot be decoded: {}",
+                    self.tag,
+                    escape(&reason)
+                );
                 let payload = printable(&reserved.raw);
                 let ended = self
                     .record(&id.to_string(), &reserved.queue, &payload, &reason)
@@ -171,8 +176,12 @@ impl Worker {
             Ok(()) => Some(Ended::Done),
             Err(e) if e.is_retryable() && !job.is_last_attempt(reserved.attempts) => {
                 warn!(
-                    "{}job {} ({}) attempt {} failed: {e}",
-                    self.tag, job.id, job.job, reserved.attempts
+                    "{}job {} ({}) attempt {} failed: {}",
+                    self.tag,
+                    job.id,
+                    job.job,
+                    reserved.attempts,
+                    escape(&e.to_string())
                 );
                 let delay = Duration::from_secs(job.backoff_after(reserved.attempts));
                 Some(Ended::Retry(delay))
@@ -185,7 +194,13 @@ impl Worker {
     }
 
     fn fail(&mut self, queue: &str, job: &Job, reason: &str) -> Option<Ended> {
-        error!("{}job {} ({}) failed: {reason}", self.tag, job.id, job.job);
+        error!(
+            "{}job {} ({}) failed: {}",
+            self.tag,
+            job.id,
+            job.job,
+            escape(reason)
+        );
         let payload = String::from_utf8_lossy(&job.encode()).into_owned();
         self.record(&job.id.to_string(), queue, &payload, reason)
             .then_some(Ended::Failed)

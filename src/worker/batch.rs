@@ -40,7 +40,7 @@ impl Worker {
         let mut ran_any = !finished.is_empty();
         let mut rest = sorted.one_by_one.into_iter();
         while let Some((reserved, decoded)) = rest.next() {
-            let short = reserved_at.elapsed() + timeout >= retry_after;
+            let short = reserved_at.elapsed().saturating_add(timeout) >= retry_after;
             if ran_any && (stop(self) || short) {
                 finished.push((reserved, Outcome::Release));
                 finished.extend(rest.map(|(r, _)| (r, Outcome::Release)));

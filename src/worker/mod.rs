@@ -11,6 +11,7 @@ pub mod executor;
 pub mod heartbeat;
 mod limits;
 
+pub use attempt::effective_timeout;
 pub use limits::Limits;
 
 use self::executor::{Executor, MAX_ABANDONED};

@@ -200,6 +200,15 @@ impl World {
         Proc::from_command(self.command(bin, args), bin)
     }
 
+    /// The configuration the binaries of this world load (its environment, no files).
+    pub fn config(&self) -> inventory_broadcast::config::Config {
+        inventory_broadcast::config::Config::resolve(&inventory_broadcast::config::Sources {
+            env: self.env.clone(),
+            ..Default::default()
+        })
+        .expect("the world's configuration")
+    }
+
     pub fn queue(&self) -> inventory_broadcast::queue::Queue {
         inventory_broadcast::queue::Queue::connect(
             &inventory_broadcast::redis_conn::RedisConfig::url(&redis_url()),

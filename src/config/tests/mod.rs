@@ -1,6 +1,7 @@
 //! Unit tests of the configuration: layers, precedence, validation, secrets. The delivery
 //! settings (Pusher, Slack, email, alert policy) have theirs in `delivery.rs`.
 
+mod bounds;
 mod delivery;
 mod servers;
 
