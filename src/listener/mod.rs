@@ -1,5 +1,7 @@
 //! `items-listen`: LISTEN for count changes, rate each one, dispatch the alerts.
 //!
+//! A notification is only a wake-up (any login may send one): what is rated is read from the
+//! count log the trigger writes (`db::count`), every committed change once, in commit order.
 //! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
 //! new session re-rates the current count, so a change made while we were away is not missed.
 //! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
@@ -8,7 +10,8 @@
 //! on, every count also goes through the alert policy ([`crate::notify::policy`]), because a
 //! count under the threshold may resolve an alert that people were told about.
 //!
-//! [`payload`] parses what a NOTIFY carries; `alerter` rates counts and queues their alerts.
+//! [`payload`] reads what a NOTIFY claims (for the debug log only); `alerter` rates counts and
+//! queues their alerts.
 
 mod alerter;
 pub mod payload;
@@ -54,7 +57,8 @@ pub const APP_NAME: &str = "items-listen";
 /// How long the session blocks waiting for a notification: a stop request is noticed within
 /// it.
 const POLL: Duration = Duration::from_millis(200);
-/// How often the session proves both servers are alive (a `SELECT 1`, a Redis marker check).
+/// How often the session proves both servers are alive (a read of the count log, a Redis
+/// marker check).
 const TICK: Duration = Duration::from_secs(1);
 /// How often a standby listener tries to take the lock: the takeover delay after a failure.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
@@ -206,10 +210,14 @@ fn check_schema(db: &mut Db, channel: &str) -> Result<(), ListenerError> {
 
 /// A notification is only a wake-up: what it claims is not trusted, only shown at debug.
 fn woken_by(payload: &str) {
-    debug!(
-        "woken by a notification: {}",
-        escape(&payload::short(payload))
-    );
+    match parse_payload(payload) {
+        Ok(claimed) => debug!("woken by a notification claiming count {claimed}"),
+        Err(why) => debug!(
+            "woken by a notification {}: {}",
+            escape(&payload::short(payload)),
+            escape(&why)
+        ),
+    }
 }
 
 /// Takes every notification already received: one read of the log serves them all.

@@ -1,4 +1,5 @@
-//! NOTIFY payloads: `{"count": N}` or a bare integer `N`, parsed without trusting them, and
+//! NOTIFY payloads: `{"count": N}` or a bare integer `N`, parsed only to say at debug what a
+//! notification claims (the count rated comes from the database), and
 //! shown shortened in logs so a large payload cannot flood them.
 
 /// Payloads are shown up to this many bytes, so an 8000-byte payload cannot flood the log.
