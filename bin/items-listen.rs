@@ -25,6 +25,10 @@ struct Args {
     /// Lowest severity that is dispatched: info, warning, high, critical.
     #[arg(long, value_name = "SEVERITY")]
     min_severity: Option<String>,
+    /// Serve /metrics, /healthz and /readyz at this address, e.g. 127.0.0.1:9187 (overrides
+    /// INVENTORY_METRICS_ADDR; off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -35,7 +39,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logging(args.common.quiet, args.common.verbose);
     cli::finish("items-listen", run(args))
 }
 
@@ -47,6 +50,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "--min-severity",
             args.min_severity,
         ),
+        ("metrics.addr", "--metrics-addr", args.metrics_addr),
     ]))?;
     match args.command {
         Some(Command::Migrate) => {

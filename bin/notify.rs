@@ -35,7 +35,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logging(args.common.quiet, args.common.verbose);
     cli::finish("notify", run(args))
 }
 

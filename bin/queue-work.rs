@@ -63,6 +63,10 @@ struct Work {
     /// This worker's name in log lines and in `status` (overrides INVENTORY_WORKER_NAME).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Serve /metrics, /healthz and /readyz at this address, e.g. 127.0.0.1:9188 (overrides
+    /// INVENTORY_METRICS_ADDR; off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +148,7 @@ impl Work {
             ("--retry-after", self.retry_after.is_some()),
             ("--name", self.name.is_some()),
             ("--batch", self.batch.is_some()),
+            ("--metrics-addr", self.metrics_addr.is_some()),
         ];
         flags.into_iter().find(|(_, given)| *given).map(|(f, _)| f)
     }
@@ -175,7 +180,6 @@ fn check_usage(args: &Args) {
 fn main() -> ExitCode {
     let args = Args::parse();
     check_usage(&args);
-    cli::init_logging(args.common.quiet, args.common.verbose);
     cli::finish("queue-work", run(args))
 }
 
@@ -243,6 +247,7 @@ fn work(common: &cli::Common, args: Work) -> anyhow::Result<()> {
         ("queue.retry_after", "--retry-after", args.retry_after),
         ("worker.name", "--name", args.name),
         ("worker.batch", "--batch", args.batch),
+        ("metrics.addr", "--metrics-addr", args.metrics_addr),
     ]))?;
     let opts = worker::Options {
         queues: cfg.queue.names.clone(),

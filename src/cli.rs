@@ -1,5 +1,6 @@
-//! What the three binaries share: logging set-up and turning an error into one line and an
-//! exit code (0 success, 1 runtime failure, 2 usage or configuration error).
+//! What the three binaries share: their common flags, loading the configuration and starting
+//! logging with it, and turning an error into one line and an exit code (0 success, 1 runtime
+//! failure, 2 usage or configuration error).
 
 use crate::config::ConfigError;
 use std::io::Write;
@@ -9,24 +10,6 @@ use std::process::ExitCode;
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for a runtime failure (a server unreachable, a job that could not be queued).
 pub const EXIT_RUNTIME: u8 = 1;
-
-/// Logs to stderr: `info` by default, `warn` with `quiet`, `debug` with `verbose`;
-/// `RUST_LOG` overrides both.
-pub fn init_logging(quiet: bool, verbose: bool) {
-    let level = if verbose {
-        "debug"
-    } else if quiet {
-        "warn"
-    } else {
-        "info"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format(|buf, record| {
-            let ts = buf.timestamp_millis();
-            writeln!(buf, "{ts} {:<5} {}", record.level(), record.args())
-        })
-        .init();
-}
 
 /// The exit code for `err`: 2 when a configuration error is anywhere in its chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -93,20 +76,32 @@ pub struct Common {
     /// Debug output.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Log format: text (default) or json, one object per line (overrides LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Append the log to this file instead of stderr; reopened on SIGHUP, for logrotate
+    /// (overrides LOG_FILE).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub log_file: Option<String>,
 }
 
 impl Common {
-    /// Loads the configuration with these flags and `extra` ones layered on top.
-    pub fn load(
-        &self,
-        extra: Vec<crate::config::Flag>,
-    ) -> Result<crate::config::Config, ConfigError> {
+    /// Loads the configuration with these flags and `extra` ones layered on top, starts
+    /// logging as it says, and logs its warnings.
+    pub fn load(&self, extra: Vec<crate::config::Flag>) -> anyhow::Result<crate::config::Config> {
         let mut flags = crate::config::flags([
             ("database.url", "--database-url", self.database_url.clone()),
             ("redis.url", "--redis-url", self.redis_url.clone()),
             ("inventory.threshold", "--threshold", self.threshold.clone()),
+            ("log.format", "--log-format", self.log_format.clone()),
+            ("log.file", "--log-file", self.log_file.clone()),
         ]);
         flags.extend(extra);
-        crate::config::Config::load(self.config.as_deref(), flags)
+        let config = crate::config::Config::load(self.config.as_deref(), flags)?;
+        crate::logging::init(&config.log, self.quiet, self.verbose)?;
+        for warning in config.warnings() {
+            log::warn!("{warning}");
+        }
+        Ok(config)
     }
 }

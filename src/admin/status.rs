@@ -3,8 +3,8 @@
 
 use super::AdminError;
 use crate::db::{Db, failed};
+use crate::queue::Queue;
 use crate::queue::workers::WorkerInfo;
-use crate::queue::{Job, Queue};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -51,10 +51,7 @@ pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status,
     let mut out = Vec::new();
     for name in names {
         let sizes = queue.sizes(&name)?;
-        let oldest = match queue.head(&name)? {
-            Some(raw) => age_of(&raw, now),
-            None => None,
-        };
+        let oldest = queue.oldest_pending_age(&name, now)?;
         out.push(QueueStatus {
             failed: failed.get(&name).copied().unwrap_or(0),
             name,
@@ -68,36 +65,4 @@ pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status,
         queues: out,
         workers: queue.workers(false)?,
     })
-}
-
-/// Seconds since the job in `raw` was created; `None` when it is not a readable job.
-fn age_of(raw: &[u8], now: time::OffsetDateTime) -> Option<f64> {
-    let job = Job::decode(raw).ok()?;
-    let created = time::OffsetDateTime::parse(
-        &job.created_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    // A producer whose clock runs ahead would give a negative age: show 0.
-    Some((now - created).as_seconds_f64().max(0.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broadcast::Driver;
-    use crate::queue::job::Kind;
-
-    #[test]
-    fn age_of_a_malformed_head_is_unknown() {
-        let now = time::OffsetDateTime::now_utc();
-        assert_eq!(age_of(b"garbage", now), None);
-        let alert =
-            crate::event::Alert::new(21, 20, &crate::severity::Boundaries::default(), "test");
-        let mut job = Job::new(Kind::Broadcast(Driver::Null), alert, 3, vec![1], 60);
-        job.created_at = "2000-01-01T00:00:00.000Z".into();
-        assert!(age_of(&job.encode(), now).is_some_and(|a| a > 1e8));
-        job.created_at = "yesterday".into();
-        assert_eq!(age_of(&job.encode(), now), None);
-    }
 }

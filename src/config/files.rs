@@ -116,10 +116,11 @@ pub(super) fn exposed_secrets(
     None
 }
 
-/// Warns once per file that holds a secret and that group or others can read. A warning, not
-/// an error: the file may be shared on purpose (a container secret mount), but usually it is
-/// an accident worth a `chmod 600`.
-pub(super) fn warn_about_readable_secrets(sources: &Sources) {
+/// One warning per file that holds a secret and that group or others can read. A warning,
+/// not an error: the file may be shared on purpose (a container secret mount), but usually
+/// it is an accident worth a `chmod 600`.
+pub(super) fn readable_secrets(sources: &Sources) -> Vec<String> {
+    let mut out = Vec::new();
     let is_secret = |spec: &&KeySpec| spec.secret;
     if let Some((path, text)) = &sources.file {
         let keys: Vec<&'static str> = parse_toml(path, text)
@@ -128,7 +129,7 @@ pub(super) fn warn_about_readable_secrets(sources: &Sources) {
             .filter(|(_, value)| !value.trim().is_empty())
             .filter_map(|(name, _)| keys::spec(&name).filter(is_secret).map(|s| s.key))
             .collect();
-        warn_exposed(path, &keys);
+        out.extend(exposed_warning(path, &keys));
     }
     if let Some((path, vars)) = &sources.dotenv {
         let keys: Vec<&'static str> = vars
@@ -136,18 +137,18 @@ pub(super) fn warn_about_readable_secrets(sources: &Sources) {
             .filter(|(_, value)| !value.trim().is_empty())
             .filter_map(|(var, _)| keys::by_env(var).filter(is_secret).map(|k| k.env))
             .collect();
-        warn_exposed(path, &keys);
+        out.extend(exposed_warning(path, &keys));
     }
+    out
 }
 
-fn warn_exposed(path: &Path, keys: &[&'static str]) {
-    if let Some((mode, keys)) = exposed_secrets(path, keys) {
-        log::warn!(
-            "{} holds secrets ({}) and is readable by group or others (mode {mode:03o}); \
-             run `chmod 600 {}` or move them to environment variables",
-            path.display(),
-            keys.join(", "),
-            path.display()
-        );
-    }
+fn exposed_warning(path: &Path, keys: &[&'static str]) -> Option<String> {
+    let (mode, keys) = exposed_secrets(path, keys)?;
+    Some(format!(
+        "{} holds secrets ({}) and is readable by group or others (mode {mode:03o}); \
+         run `chmod 600 {}` or move them to environment variables",
+        path.display(),
+        keys.join(", "),
+        path.display()
+    ))
 }

@@ -147,6 +147,9 @@ pub const KEYS: &[KeySpec] = &[
     key("mail.encryption", "MAIL_ENCRYPTION", "tls"),
     key("mail.from_address", "MAIL_FROM_ADDRESS", ""),
     key("mail.from_name", "MAIL_FROM_NAME", "Inventory"),
+    key("log.format", "LOG_FORMAT", "text"),
+    key("log.file", "LOG_FILE", ""),
+    key("metrics.addr", "INVENTORY_METRICS_ADDR", ""),
 ];
 
 /// Secret keys whose URL path is the secret (a Slack webhook's token lives in its path), so

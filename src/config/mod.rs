@@ -18,6 +18,7 @@ pub use layers::{DotEnv, Flag, Source, Sources, flags, parse_duration};
 
 use crate::broadcast::{BroadcastConfig, Driver};
 use crate::db::DatabaseConfig;
+use crate::logging::{Format, LogConfig};
 use crate::notify::NotifyConfig;
 use crate::redis_conn::RedisConfig;
 use crate::severity::{Boundaries, Severity};
@@ -88,6 +89,13 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     /// Slack and email notifications.
     pub notify: NotifyConfig,
+    /// Where and how the daemons log.
+    pub log: LogConfig,
+    /// Where the daemons serve `/metrics`, `/healthz` and `/readyz` (`None`: nowhere).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Warnings found while loading (secrets in files others may read), logged once logging
+    /// is set up.
+    file_warnings: Vec<String>,
 }
 
 impl Config {
@@ -121,18 +129,18 @@ impl Config {
             env,
             flags,
         };
-        files::warn_about_readable_secrets(&sources);
-        let config = Config::resolve(&sources)?;
-        for warning in config.warnings() {
-            log::warn!("{warning}");
-        }
+        let mut config = Config::resolve(&sources)?;
+        config.file_warnings = files::readable_secrets(&sources);
         Ok(config)
     }
 
-    /// What this configuration allows but should not: credentials in plain text to another
-    /// machine, certificate checks switched off. Logged once at start.
+    /// What this configuration allows but should not: secrets in files others may read,
+    /// credentials in plain text to another machine, certificate checks switched off. The
+    /// binaries log them once, at start.
     pub fn warnings(&self) -> Vec<String> {
-        warnings::find(self)
+        let mut all = self.file_warnings.clone();
+        all.extend(warnings::find(self));
+        all
     }
 
     /// Merges the layers and validates every value.
@@ -196,8 +204,32 @@ impl Config {
             queue: queue_config(&l)?,
             broadcast,
             notify: delivery::notify_config(&l, threshold)?,
+            log: log_config(&l)?,
+            metrics_addr: metrics_addr(&l)?,
+            file_warnings: Vec::new(),
         })
     }
+}
+
+fn log_config(l: &Layers) -> Result<LogConfig, ConfigError> {
+    let format = Format::parse(&l.str("log.format"))
+        .ok_or_else(|| l.invalid("log.format", "must be text or json"))?;
+    let file = Some(l.str("log.file"))
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    Ok(LogConfig { format, file })
+}
+
+fn metrics_addr(l: &Layers) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let key = "metrics.addr";
+    if !l.is_set(key) {
+        return Ok(None);
+    }
+    l.parse(
+        key,
+        "must be an address and port such as 127.0.0.1:9187 or [::1]:9187",
+    )
+    .map(Some)
 }
 
 /// Names the boundary key to blame when the three are out of order: the one set last.

@@ -5,10 +5,12 @@
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{Alert, MAX_COUNT};
+use crate::metrics::Metrics;
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use log::{debug, info, warn};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most alerts queued in one round trip. Notifications that arrive together are queued
@@ -26,6 +28,8 @@ pub(super) struct Alerter {
     people: bool,
     redis: Backoff,
     retry_at: Instant,
+    /// Recorded when `--metrics-addr` serves them.
+    pub(super) metrics: Option<Arc<Metrics>>,
 }
 
 impl Alerter {
@@ -37,6 +41,7 @@ impl Alerter {
             people: !service::enabled(config).is_empty(),
             redis: Backoff::new(),
             retry_at: Instant::now(),
+            metrics: None,
         }
     }
 
@@ -50,6 +55,9 @@ impl Alerter {
             return;
         }
         let alert = service::rate(&self.config, count, "items-listen");
+        if let Some(m) = &self.metrics {
+            m.rated(&alert);
+        }
         let redis_down = self.dispatcher.is_none();
         if redis_down {
             // Only the latest state matters after an outage.
@@ -79,6 +87,7 @@ impl Alerter {
                         "Redis is back after {:.1} s; latest alert dispatched",
                         down.as_secs_f64()
                     );
+                    self.redis_back();
                 }
             }
             Err(e) => {
@@ -107,6 +116,7 @@ impl Alerter {
             Ok(newly_set) => {
                 if let Some(down) = self.redis.succeeded() {
                     info!("Redis is back after {:.1} s", down.as_secs_f64());
+                    self.redis_back();
                 }
                 newly_set
             }
@@ -114,6 +124,12 @@ impl Alerter {
                 self.redis_failed(&e);
                 false
             }
+        }
+    }
+
+    fn redis_back(&self) {
+        if let Some(m) = &self.metrics {
+            m.reconnected("redis");
         }
     }
 
@@ -136,7 +152,9 @@ impl Alerter {
             let jobs = dispatcher.broadcast_all(alerts)?;
             let per_alert = jobs.len() / alerts.len().max(1);
             for alert in self.pending.drain(..) {
+                let (alert_id, severity) = (alert.alert_id.to_string(), alert.severity.as_str());
                 info!(
+                    count = alert.count, severity = severity, alert_id = alert_id.as_str();
                     "count {} is {} ({}% of {}): dispatched {per_alert} job(s), alert {}",
                     alert.count, alert.severity, alert.percentage, alert.threshold, alert.alert_id
                 );
@@ -158,7 +176,9 @@ impl Alerter {
                 );
             } else {
                 let kinds: Vec<String> = jobs.iter().map(|j| j.job.to_string()).collect();
+                let (alert_id, severity) = (alert.alert_id.to_string(), alert.severity.as_str());
                 info!(
+                    count = alert.count, severity = severity, alert_id = alert_id.as_str();
                     "count {} is {} ({}% of {}): dispatched {} job(s) ({}), alert {}",
                     alert.count,
                     alert.severity,

@@ -15,6 +15,7 @@
 
 mod alerter;
 pub mod payload;
+mod probe;
 
 pub use payload::parse_payload;
 
@@ -23,12 +24,14 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::count::Schema;
 use crate::db::{Db, DbError};
+use crate::metrics::{Daemon, Metrics};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher};
 use crate::shutdown::Shutdown;
 use crate::text::escape;
 use log::{debug, info, warn};
 use postgres::fallible_iterator::FallibleIterator;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why the listener could not start or had to stop.
@@ -43,6 +46,14 @@ pub enum ListenerError {
     /// The database is not migrated, or its trigger notifies another channel.
     #[error("{0}")]
     Schema(String),
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics at {addr}: {source}")]
+    Metrics {
+        /// `--metrics-addr`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl ListenerError {
@@ -76,6 +87,7 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
     let mut db = Db::connect_as(&config.database, APP_NAME)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter::new(config, dispatcher);
+    alerter.metrics = serve_metrics(config)?;
     for (channel, policy) in service::enabled(config) {
         info!(
             "telling people via {} from severity {}; unchanged severity repeated after {} s, \
@@ -101,6 +113,33 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
     }
 }
 
+/// How long the loop may go without a tick before `/healthz` calls it stuck: it goes round
+/// every [`POLL`], and a reconnect waits at most 10 s between tries.
+const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// Starts the metrics server when an address is configured.
+fn serve_metrics(config: &Config) -> Result<Option<Arc<Metrics>>, ListenerError> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    let metrics = Arc::new(Metrics::new(Daemon::Listener));
+    metrics
+        .item_threshold
+        .set(i64::try_from(config.threshold).unwrap_or(i64::MAX));
+    let probe = Box::new(probe::ListenerProbe::new(config, Arc::clone(&metrics)));
+    let bound = crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, STALL_AFTER)
+        .map_err(|source| ListenerError::Metrics { addr, source })?;
+    info!("serving metrics at http://{bound}/metrics (and /healthz, /readyz)");
+    Ok(Some(metrics))
+}
+
+/// Calls `f` with the metrics, when they are served.
+fn metric(alerter: &Alerter, f: impl FnOnce(&Metrics)) {
+    if let Some(m) = &alerter.metrics {
+        f(m);
+    }
+}
+
 /// Reconnects with backoff; `None` when asked to stop meanwhile.
 fn reconnect(
     config: &Config,
@@ -109,6 +148,7 @@ fn reconnect(
     shutdown: &Shutdown,
 ) -> Option<Db> {
     loop {
+        metric(alerter, Metrics::tick);
         let (delay, _) = pg.failed();
         if shutdown.sleep(delay) {
             return None;
@@ -132,17 +172,20 @@ fn session(
 ) -> Result<(), ListenerError> {
     let channel = alerter.config.listen_channel.clone();
     check_schema(db, &channel)?;
-    if !become_active(db, &channel, shutdown)? {
+    if !become_active(db, alerter, &channel, shutdown)? {
         return Ok(());
     }
     db.client
         .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
         .map_err(|e| db.error(e))?;
     match pg.succeeded() {
-        Some(down) => info!(
-            "PostgreSQL is back after {:.1} s; listening on channel {channel}",
-            down.as_secs_f64()
-        ),
+        Some(down) => {
+            info!(
+                "PostgreSQL is back after {:.1} s; listening on channel {channel}",
+                down.as_secs_f64()
+            );
+            metric(alerter, |m| m.reconnected("postgres"));
+        }
         None => info!("listening on channel {channel} at {}", db.target()),
     }
     // Mark Redis as seen before rating, so the first tick does not mistake it for emptied.
@@ -151,6 +194,7 @@ fn session(
     alerter.flush();
     let mut last_tick = Instant::now();
     loop {
+        metric(alerter, Metrics::tick);
         if shutdown.requested() {
             return Ok(());
         }
@@ -159,7 +203,7 @@ fn session(
             last_tick = Instant::now();
             // A query on a dead connection fails here (keepalives bound a half-open one), and
             // a change whose notification went missing is read all the same.
-            rate_changes(db, alerter, &mut seen)?;
+            rate_changes(db, alerter, &mut seen, false)?;
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
                 seen = rate_current(db, alerter)?;
@@ -171,7 +215,7 @@ fn session(
             Ok(Some(n)) => {
                 woken_by(n.payload());
                 drain_buffered(db)?;
-                rate_changes(db, alerter, &mut seen)?;
+                rate_changes(db, alerter, &mut seen, true)?;
             }
             Err(e) => return Err(db.error(e).into()),
             Ok(None) if db.client.is_closed() => {
@@ -237,9 +281,20 @@ fn drain_buffered(db: &mut Db) -> Result<(), DbError> {
 }
 
 /// Rates every change committed after `seen`, in commit order, and moves `seen` on.
-fn rate_changes(db: &mut Db, alerter: &mut Alerter, seen: &mut i64) -> Result<(), DbError> {
+/// `woken`: a notification asked for it (one that finds nothing new is counted as skipped).
+fn rate_changes(
+    db: &mut Db,
+    alerter: &mut Alerter,
+    seen: &mut i64,
+    woken: bool,
+) -> Result<(), DbError> {
+    let mut first = true;
     loop {
         let changes = db.changes_after(*seen, alerter::MAX_BATCH)?;
+        if first && woken && changes.is_empty() {
+            metric(alerter, Metrics::skipped);
+        }
+        first = false;
         for change in &changes {
             alerter.on_count(count_of(change.count));
             *seen = change.version;
@@ -274,7 +329,12 @@ fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<i64, DbError> {
 ///
 /// The lock belongs to the PostgreSQL session, so when the active listener dies or loses its
 /// connection the server releases it and a standby takes over within [`STANDBY_POLL`].
-fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool, ListenerError> {
+fn become_active(
+    db: &mut Db,
+    alerter: &Alerter,
+    channel: &str,
+    shutdown: &Shutdown,
+) -> Result<bool, ListenerError> {
     let key = format!("inventory-broadcast:{channel}");
     let mut waiting_since: Option<Instant> = None;
     loop {
@@ -283,6 +343,7 @@ fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
             .map_err(|e| db.error(e))?;
         if row.get::<_, bool>(0) {
+            metric(alerter, |m| m.set_active(true));
             if let Some(since) = waiting_since {
                 info!(
                     "took over as the active listener after {:.1} s on standby",
@@ -296,7 +357,9 @@ fn become_active(db: &mut Db, channel: &str, shutdown: &Shutdown) -> Result<bool
                 "standby: another items-listen is active on channel {channel}; waiting to take over"
             );
             waiting_since = Some(Instant::now());
+            metric(alerter, |m| m.set_active(false));
         }
+        metric(alerter, Metrics::tick);
         if shutdown.sleep(STANDBY_POLL) {
             return Ok(false);
         }

@@ -100,8 +100,17 @@ pub struct Queue {
 impl Queue {
     /// Connects to Redis at `url`; keys live under `prefix`.
     pub fn connect(server: &RedisConfig, prefix: &str) -> Result<Queue, RedisError> {
+        Queue::connect_within(server, prefix, redis_conn::IO_TIMEOUT)
+    }
+
+    /// Connects with every command bounded by `timeout` (probes use a short one).
+    pub fn connect_within(
+        server: &RedisConfig,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Queue, RedisError> {
         Ok(Queue {
-            con: redis_conn::connect(server)?,
+            con: redis_conn::connect_within(server, timeout)?,
             target: redis_conn::describe(server.url.expose()),
             prefix: prefix.to_string(),
             pop: redis::Script::new(POP),
@@ -362,8 +371,58 @@ impl Queue {
             .map_err(|e| self.err(e))
     }
 
+    /// Proves the connection works (`PING`).
+    pub fn ping(&mut self) -> Result<(), RedisError> {
+        redis::cmd("PING")
+            .query::<String>(&mut self.con)
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Seconds since the job at the head of queue `name`'s pending list was created; `None`
+    /// when nothing is pending or the head is not a readable job.
+    pub fn oldest_pending_age(
+        &mut self,
+        name: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<f64>, RedisError> {
+        Ok(self.head(name)?.and_then(|raw| age_of(&raw, now)))
+    }
+
     /// The server as shown in messages.
     pub fn target(&self) -> &str {
         &self.target
+    }
+}
+
+/// Seconds since the job in `raw` was created; `None` when it is not a readable job.
+fn age_of(raw: &[u8], now: time::OffsetDateTime) -> Option<f64> {
+    let job = Job::decode(raw).ok()?;
+    let created = time::OffsetDateTime::parse(
+        &job.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    // A producer whose clock runs ahead would give a negative age: show 0.
+    Some((now - created).as_seconds_f64().max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::Driver;
+    use crate::queue::job::Kind;
+
+    #[test]
+    fn age_of_a_malformed_head_is_unknown() {
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(age_of(b"garbage", now), None);
+        let alert =
+            crate::event::Alert::new(21, 20, &crate::severity::Boundaries::default(), "test");
+        let mut job = Job::new(Kind::Broadcast(Driver::Null), alert, 3, vec![1], 60);
+        job.created_at = "2000-01-01T00:00:00.000Z".into();
+        assert!(age_of(&job.encode(), now).is_some_and(|a| a > 1e8));
+        job.created_at = "yesterday".into();
+        assert_eq!(age_of(&job.encode(), now), None);
     }
 }

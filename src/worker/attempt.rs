@@ -106,6 +106,14 @@ impl Worker {
         // None: recording the failure failed; it stays reserved and returns after retry_after.
         let ended = ended?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(m) = &self.metrics {
+            let name = match ended {
+                Ended::Done => "done",
+                Ended::Failed => "failed",
+                Ended::Retry(_) => "retried",
+            };
+            m.job_ended(&reserved.queue, kind, name, started.elapsed());
+        }
         let (label, outcome) = match ended {
             Ended::Done => {
                 self.summary.done += 1;
@@ -126,6 +134,8 @@ impl Worker {
             (w.done, w.retried, w.failed) = (summary.done, summary.retried, summary.failed);
         });
         info!(
+            job_id = id, queue = reserved.queue.as_str(), kind = kind,
+            attempt = reserved.attempts, duration_ms = ms, worker = self.name();
             "{}{id} {kind} {label} ({ms:.1} ms, attempt {})",
             self.tag, reserved.attempts
         );
@@ -146,6 +156,7 @@ impl Worker {
         if !self.mark_started(&[reserved]) {
             return None;
         }
+        self.observe_wait(reserved, &p.job);
         info!(
             "{}{} {} RUNNING (attempt {})",
             self.tag, p.job.id, p.job.job, reserved.attempts
@@ -161,6 +172,27 @@ impl Worker {
             .executor
             .run(p.job.job, &p.job.payload, p.job.notice.as_ref(), timeout);
         self.conclude(p, reserved, result)
+    }
+
+    /// This worker's name for structured log fields (empty when unnamed).
+    fn name(&self) -> &str {
+        self.tag.trim_matches(|c| c == '[' || c == ']' || c == ' ')
+    }
+
+    /// A first attempt's wait, from the job's creation, for the metrics.
+    pub(super) fn observe_wait(&self, reserved: &Reserved, job: &Job) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        if reserved.attempts != 1 {
+            return;
+        }
+        let format = time::format_description::well_known::Rfc3339;
+        if let Ok(created) = time::OffsetDateTime::parse(&job.created_at, &format) {
+            let waited = time::OffsetDateTime::now_utc() - created;
+            let waited = Duration::try_from(waited).unwrap_or(Duration::ZERO);
+            m.job_waited(&reserved.queue, waited);
+        }
     }
 
     /// Turns an attempt's result into how the job ends: done, retried after its backoff, or

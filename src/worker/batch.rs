@@ -117,6 +117,7 @@ impl Worker {
             return;
         }
         for (reserved, p) in &group {
+            self.observe_wait(reserved, &p.job);
             info!(
                 "{}{} {} RUNNING (attempt {})",
                 self.tag, p.job.id, p.job.job, reserved.attempts

@@ -10,6 +10,7 @@ mod batch;
 pub mod executor;
 pub mod heartbeat;
 mod limits;
+mod probe;
 
 pub use attempt::effective_timeout;
 pub use limits::Limits;
@@ -19,11 +20,13 @@ use self::heartbeat::Heartbeat;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::recorder::Recorder;
+use crate::metrics::{Daemon, Metrics};
 use crate::queue::workers::WorkerInfo;
 use crate::queue::{Queue, Reserved};
 use crate::redis_conn::RedisError;
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the worker does and when it stops by itself (besides a signal).
@@ -72,6 +75,14 @@ pub enum WorkerError {
     /// Redis could not be reached at start (later outages are waited out).
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics at {addr}: {source}")]
+    Metrics {
+        /// `--metrics-addr`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Too many abandoned job threads are still running.
     #[error(
         "{0} timed-out jobs are still running in the background (a driver ignores its \
@@ -101,6 +112,7 @@ pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summa
         queue.target(),
         drivers.join(",")
     );
+    let metrics = serve_metrics(config, &opts.queues)?;
     let info = WorkerInfo::new(opts.name.clone(), opts.queues.clone());
     let heartbeat = Heartbeat::start(&config.redis, &config.queue.prefix, info);
     let mut worker = Worker {
@@ -113,6 +125,7 @@ pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summa
         summary: Summary::default(),
         heartbeat,
         tag,
+        metrics,
     };
     let result = worker.run(opts, shutdown);
     worker.heartbeat.stop();
@@ -131,7 +144,29 @@ struct Worker {
     heartbeat: Heartbeat,
     /// `[name] ` or nothing: the start of every per-job line.
     tag: String,
+    /// Recorded when `--metrics-addr` serves them.
+    metrics: Option<Arc<Metrics>>,
 }
+
+/// Starts the metrics server when an address is configured.
+fn serve_metrics(config: &Config, queues: &[String]) -> Result<Option<Arc<Metrics>>, WorkerError> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    let metrics = Arc::new(Metrics::new(Daemon::Worker));
+    let probe = Box::new(probe::WorkerProbe::new(config, queues));
+    // A job in hand (up to its timeout) or a blocking wait (up to --sleep) is not a stall.
+    let stall_after = Duration::from_secs(config.queue.timeout)
+        + Duration::from_secs_f64(config.queue.sleep)
+        + STALL_MARGIN;
+    let bound = crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, stall_after)
+        .map_err(|source| WorkerError::Metrics { addr, source })?;
+    info!("serving metrics at http://{bound}/metrics (and /healthz, /readyz)");
+    Ok(Some(metrics))
+}
+
+/// Slack added to the longest legitimate pause of the loop before `/healthz` calls it stuck.
+const STALL_MARGIN: Duration = Duration::from_secs(10);
 
 impl Worker {
     fn run(&mut self, opts: &Options, shutdown: &Shutdown) -> Result<(), WorkerError> {
@@ -141,6 +176,9 @@ impl Worker {
         let sleep = Duration::from_secs_f64(self.config.queue.sleep);
         let mut woke: Option<String> = None;
         loop {
+            if let Some(m) = &self.metrics {
+                m.tick();
+            }
             if shutdown.requested() || limits.reached(self.summary.handled(), started.elapsed()) {
                 return Ok(());
             }
@@ -159,6 +197,9 @@ impl Worker {
             };
             if let Some(down) = self.redis.succeeded() {
                 info!("Redis is back after {:.1} s", down.as_secs_f64());
+                if let Some(m) = &self.metrics {
+                    m.reconnected("redis");
+                }
             }
             if !jobs.is_empty() {
                 let stop = |w: &Worker| {
