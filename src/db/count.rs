@@ -44,15 +44,14 @@ impl Db {
         })
     }
 
-    /// The changes committed after version `after`, oldest first, at most `limit`; and the
-    /// log rows up to `after` (read already) are deleted in the same statement.
+    /// The changes committed after version `after`, oldest first, at most `limit`. A read
+    /// only: no WAL to flush, so a notification is answered in one round trip.
     pub fn changes_after(&mut self, after: i64, limit: usize) -> Result<Vec<Change>, DbError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .client
             .query(
-                "WITH read AS (DELETE FROM inventory_count_log WHERE version <= $1) \
-                 SELECT version, n FROM inventory_count_log WHERE version > $1 \
+                "SELECT version, n FROM inventory_count_log WHERE version > $1 \
                  ORDER BY version LIMIT $2",
                 &[&after, &limit],
             )
@@ -64,6 +63,19 @@ impl Db {
                 count: r.get(1),
             })
             .collect())
+    }
+
+    /// Deletes the log rows up to version `read` (rated already). Its commit does not wait for
+    /// the WAL flush: a deletion lost in a crash is simply done again by the next one.
+    pub fn forget_changes(&mut self, read: i64) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "WITH gone AS (DELETE FROM inventory_count_log WHERE version <= $1) \
+                 SELECT set_config('synchronous_commit', 'off', true)",
+                &[&read],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// The channel the trigger notifies, or that the database is not migrated (or migrated

@@ -202,8 +202,10 @@ fn session(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             // A query on a dead connection fails here (keepalives bound a half-open one), and
-            // a change whose notification went missing is read all the same.
+            // a change whose notification went missing is read all the same. The rows read are
+            // deleted here, once a tick, not on every notification.
             rate_changes(db, alerter, &mut seen, false)?;
+            db.forget_changes(seen)?;
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
                 seen = rate_current(db, alerter)?;
