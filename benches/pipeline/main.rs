@@ -2,9 +2,13 @@
 //! `cargo bench --bench pipeline`. Release binaries against a private PostgreSQL (durable:
 //! fsync and synchronous_commit on) and a private Redis, never the shared services.
 //!
-//! Phases, in this order: 7 the limit (`redis-benchmark`), 1 drain, 2 dispatch, 3 latency,
-//! 4 sustained and 6 memory (one listener and worker), 5 write cost (`pgbench`). A phase that
-//! fails is reported and the others still run. Every wait has a deadline, SIGINT/SIGTERM or
+//! Phases, in this order: 7 the limit (`redis-benchmark`), 1 drain, 8 TLS, 2 dispatch,
+//! 3 latency, 4 sustained and 6 memory (one listener and worker), 5 write cost (`pgbench`).
+//! 8 TLS compares plain and TLS in the same run, against TLS-only private servers it starts:
+//! connect times to PostgreSQL (trust, scram-sha-256, TLS verify-full with scram-sha-256) and
+//! to Redis, and the drain of 1 without a subscriber over plain and over TLS Redis (right
+//! after 1, so that the machine is as alike as it gets). A phase that fails is reported and
+//! the others still run. Every wait has a deadline, SIGINT/SIGTERM or
 //! the overall budget abort the run, and everything started is stopped on the way out.
 //! Prints a Markdown table and writes `<target>/bench/results.json`; exit 1 when a phase could
 //! not be measured (a missed target is a result, not a failure).
@@ -18,6 +22,7 @@ mod limit;
 mod live;
 mod report;
 mod sys;
+mod tls;
 mod write_cost;
 
 use inventory_broadcast::config::{Config, Sources};
@@ -82,6 +87,9 @@ fn main() -> ExitCode {
     phase(&mut results, "drain", "1 drain", |r| {
         r.drain = Some(drain::drain(&redis, &spare_db));
     });
+    phase(&mut results, "tls", "8 TLS", |r| {
+        tls::run(&pg, &redis, &spare_db, r);
+    });
     phase(&mut results, "dispatch", "2 dispatch", |r| {
         r.dispatch = Some(drain::dispatch(&redis, &spare_db));
     });
@@ -130,7 +138,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs one phase; a panic becomes an entry in `errors` and the next phase runs.
-/// `BENCH_PHASES=drain,live` runs only those (limit, drain, dispatch, live, write-cost).
+/// `BENCH_PHASES=drain,live` runs only those (limit, drain, tls, dispatch, live, write-cost).
 fn phase(results: &mut Results, key: &str, name: &str, f: impl FnOnce(&mut Results)) {
     if let Ok(only) = std::env::var("BENCH_PHASES") {
         if !only.split(',').any(|p| p.trim() == key) {

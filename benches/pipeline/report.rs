@@ -35,6 +35,7 @@ pub struct Results {
     /// design that notifies on every commit (PostgreSQL holds a cluster-wide lock from a
     /// notifying transaction's pre-commit until after its WAL flush).
     pub notify_only_tps: Option<f64>,
+    pub tls: Option<Tls>,
     /// How long each phase took, and how loaded the machine was (others' work shows here).
     pub phases: Vec<Phase>,
     /// Phases that could not be measured, and why.
@@ -95,6 +96,62 @@ pub struct Drain {
     /// the same two cores.
     pub subscriber_cpu_us_per_job: f64,
     pub worker_exit: Option<i32>,
+}
+
+/// The drain with no subscriber (phase 8): done when the worker exits 0 and leaves no job.
+#[derive(Debug, Default, Serialize)]
+pub struct UnwatchedDrain {
+    pub jobs: u64,
+    /// Jobs pending, delayed or reserved after the worker exited.
+    pub left: u64,
+    /// The worker process from start to exit.
+    pub wall_s: f64,
+    /// Jobs done (queued minus left) per second of `wall_s`.
+    pub wall_per_s: f64,
+    pub worker_cpu_us_per_job: f64,
+    pub redis_cpu_us_per_job: f64,
+    pub worker_exit: Option<i32>,
+}
+
+/// Phase 8: plain against TLS, in the same run.
+#[derive(Debug, Default, Serialize)]
+pub struct Tls {
+    /// `Db::connect` to the benchmark's durable server (trust auth, no password).
+    pub postgres_trust: Option<Connects>,
+    /// `Db::connect` with a password (scram-sha-256) over plain TCP.
+    pub postgres_scram: Option<Connects>,
+    /// `Db::connect` with `sslmode=verify-full`, `sslrootcert` and the same password check.
+    pub postgres_tls: Option<Connects>,
+    /// `redis_conn::connect` and a PING, plain.
+    pub redis_plain: Option<Connects>,
+    /// The same over `rediss://` with `REDIS_CA_CERT`.
+    pub redis_tls: Option<Connects>,
+    /// `tls::system_roots()` alone: each `rediss://` connect with a CA file loads them twice,
+    /// once to add them to the CA file's and once inside the redis crate (which then uses ours).
+    pub system_roots: Option<Connects>,
+    /// Phase 1's fill and worker over the plain Redis, without a subscriber, in the order run.
+    pub plain_drains: Vec<UnwatchedDrain>,
+    /// The same over a TLS-only Redis: the queue and the broadcasts both over `rediss://`.
+    pub tls_drains: Vec<UnwatchedDrain>,
+    /// Jobs done per second of worker wall time over all plain drains, and over all TLS ones.
+    pub plain_per_s: Option<f64>,
+    pub tls_per_s: Option<f64>,
+    /// `tls_per_s / plain_per_s`.
+    pub tls_to_plain: Option<f64>,
+    /// `tls_per_s` over phase 1's `wall_per_s` (plain, with its subscriber), when phase 1 ran
+    /// in this run.
+    pub tls_to_phase1: Option<f64>,
+}
+
+/// How long one kind of connect took, in milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Connects {
+    pub what: String,
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -198,6 +255,110 @@ fn ms(x: f64) -> String {
         format!("{x:.2}")
     } else {
         format!("{x:.1}")
+    }
+}
+
+/// "p50 / p90 ms", and what `c` adds to `base` at the median.
+fn connects(c: &Connects, base: Option<(&str, &Connects)>) -> String {
+    let mut out = format!("{} / {} ms", ms(c.p50_ms), ms(c.p90_ms));
+    if let Some((name, b)) = base {
+        out.push_str(&format!(
+            "; {:+.2} ms ({:.1}×) over {name}",
+            c.p50_ms - b.p50_ms,
+            c.p50_ms / b.p50_ms
+        ));
+    }
+    out
+}
+
+/// The pooled rate, each drain's, and the mean CPU per job.
+fn unwatched(drains: &[UnwatchedDrain], pooled: Option<f64>) -> String {
+    let n = drains.len().max(1) as f64;
+    let each: Vec<String> = drains
+        .iter()
+        .map(|d| format!("{} in {:.2} s", thousands(d.wall_per_s), d.wall_s))
+        .collect();
+    format!(
+        "{} ({}); CPU per job, worker / Redis: {:.0} / {:.0} µs",
+        thousands(pooled.unwrap_or(f64::NAN)),
+        each.join(", "),
+        drains.iter().map(|d| d.worker_cpu_us_per_job).sum::<f64>() / n,
+        drains.iter().map(|d| d.redis_cpu_us_per_job).sum::<f64>() / n,
+    )
+}
+
+/// Phase 8's rows.
+fn tls_rows(tls: &Tls, t: &mut Vec<Row>) {
+    let pg = "8 TLS: PostgreSQL `Db::connect`, p50 / p90,";
+    let redis = "8 TLS: Redis `redis_conn::connect` + PING, p50 / p90,";
+    fn over<'a>(name: &'a str, base: &'a Option<Connects>) -> Option<(&'a str, &'a Connects)> {
+        base.as_ref().map(|b| (name, b))
+    }
+    let connect_rows = [
+        (pg, &tls.postgres_trust, None),
+        (pg, &tls.postgres_scram, over("trust", &tls.postgres_trust)),
+        (
+            pg,
+            &tls.postgres_tls,
+            over("plain scram", &tls.postgres_scram),
+        ),
+        (redis, &tls.redis_plain, None),
+        (redis, &tls.redis_tls, over("plain", &tls.redis_plain)),
+        ("8 TLS: of that, p50 / p90,", &tls.system_roots, None),
+    ];
+    for (measure, c, base) in connect_rows {
+        if let Some(c) = c {
+            t.push(row(
+                format!("{measure} {}", c.what),
+                connects(c, base),
+                "",
+                None,
+            ));
+        }
+    }
+    if !tls.plain_drains.is_empty() {
+        t.push(row(
+            "8 TLS: drain as in 1, no subscriber, plain Redis: jobs/s over the worker's wall time \
+             (all runs; each run)",
+            unwatched(&tls.plain_drains, tls.plain_per_s),
+            "",
+            None,
+        ));
+    }
+    if !tls.tls_drains.is_empty() {
+        let exits: Vec<String> = tls
+            .tls_drains
+            .iter()
+            .map(|d| d.worker_exit.map_or("none".into(), |c| c.to_string()))
+            .collect();
+        let left: u64 = tls.tls_drains.iter().map(|d| d.left).sum();
+        t.push(row(
+            "8 TLS: the same over TLS Redis (queue and broadcasts over rediss://, REDIS_CA_CERT)",
+            format!(
+                "{}; events not counted over TLS: worker exit {}, {left} jobs left",
+                unwatched(&tls.tls_drains, tls.tls_per_s),
+                exits.join(", "),
+            ),
+            "every job done",
+            Some(
+                tls.tls_drains
+                    .iter()
+                    .all(|d| d.worker_exit == Some(0) && d.left == 0),
+            ),
+        ));
+    }
+    if let Some(ratio) = tls.tls_to_plain {
+        let phase1 = tls
+            .tls_to_phase1
+            .map_or("phase 1 not run".to_string(), |p| {
+                format!("{p:.2}× phase 1's (plain, with its subscriber)")
+            });
+        t.push(row(
+            "8 TLS: drain, TLS / plain, jobs/s over the worker's wall time, same run",
+            format!("{ratio:.2}× the plain drains without subscriber; {phase1}"),
+            "",
+            None,
+        ));
     }
 }
 
@@ -411,6 +572,9 @@ impl Results {
                 "",
                 None,
             ));
+        }
+        if let Some(tls) = &self.tls {
+            tls_rows(tls, &mut t);
         }
         let m = &self.machine;
         t.push(row(

@@ -171,13 +171,16 @@ impl PgTlsAuth {
 
 /// A PostgreSQL cluster of its own, superuser `postgres`. Plain ([`PgServer::start`]): trust
 /// auth over TCP. TLS ([`PgServer::start_tls`]): TCP clients only over TLS with a password or
-/// certificate, the superuser only over the unix socket in the server's dir.
+/// certificate, the superuser only over the unix socket in the server's dir. Password
+/// ([`PgServer::start_password`]): the TLS server's password check without its TLS.
 pub struct PgServer {
     pub port: u16,
     pub durability: Durability,
     dir: PathBuf,
     as_root: bool,
-    tls: bool,
+    /// The superuser comes in over the unix socket: the TCP door wants a password (and maybe
+    /// TLS) that the superuser does not have.
+    socket_admin: bool,
 }
 
 impl PgServer {
@@ -219,36 +222,58 @@ impl PgServer {
             assert!(ok.success(), "chown the TLS files to postgres");
         }
         let conf_path = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
-        let conf = format!(
-            "\n# TLS test server (tests/support/private.rs)\n\
-             ssl = on\n\
-             ssl_cert_file = {}\n\
-             ssl_key_file = {}\n\
-             ssl_ca_file = {}\n\
-             password_encryption = 'scram-sha-256'\n",
-            conf_path(&cert.cert),
-            conf_path(&cert.key),
-            conf_path(&ca),
+        pg.restrict_tcp(
+            &format!(
+                "ssl = on\n\
+                 ssl_cert_file = {}\n\
+                 ssl_key_file = {}\n\
+                 ssl_ca_file = {}\n",
+                conf_path(&cert.cert),
+                conf_path(&cert.key),
+                conf_path(&ca),
+            ),
+            &format!("hostssl all all 127.0.0.1/32 {}", auth.method()),
         );
-        // Appending and truncating keep the files' owner (postgres) when we run as root.
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(pg.data().join("postgresql.conf"))
-            .expect("open postgresql.conf");
-        std::io::Write::write_all(&mut file, conf.as_bytes()).expect("append postgresql.conf");
-        let hba = format!(
-            "# TLS test server: setup over the unix socket, clients only over TLS.\n\
-             local all postgres trust\n\
-             hostssl all all 127.0.0.1/32 {}\n",
-            auth.method()
-        );
-        std::fs::write(pg.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
         pg.up();
         pg
     }
 
+    /// A [`Durability::Fast`] server whose TCP clients log in with a password over plain text
+    /// (`host all all 127.0.0.1/32 scram-sha-256`), the superuser over the unix socket: what
+    /// [`PgServer::start_tls`] checks, without the TLS, so a benchmark can tell the cost of
+    /// each apart.
+    pub fn start_password() -> PgServer {
+        let pg = PgServer::init(Durability::Fast, true);
+        pg.restrict_tcp("", "host all all 127.0.0.1/32 scram-sha-256");
+        pg.up();
+        pg
+    }
+
+    /// Before the first start: appends `conf` and `password_encryption = 'scram-sha-256'` to
+    /// postgresql.conf, and makes pg_hba.conf two lines, the superuser's over the unix socket
+    /// and `tcp` for everyone else.
+    fn restrict_tcp(&self, conf: &str, tcp: &str) {
+        let conf = format!(
+            "\n# Test server (tests/support/private.rs)\n\
+             {conf}\
+             password_encryption = 'scram-sha-256'\n"
+        );
+        // Appending and truncating keep the files' owner (postgres) when we run as root.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(&mut file, conf.as_bytes()).expect("append postgresql.conf");
+        let hba = format!(
+            "# Test server: setup over the unix socket, clients over TCP as below.\n\
+             local all postgres trust\n\
+             {tcp}\n"
+        );
+        std::fs::write(self.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    }
+
     /// Creates the cluster (initdb) without starting it.
-    fn init(durability: Durability, tls: bool) -> PgServer {
+    fn init(durability: Durability, socket_admin: bool) -> PgServer {
         let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
         std::fs::create_dir_all(&dir).expect("pg dir");
         let as_root = is_root();
@@ -266,7 +291,7 @@ impl PgServer {
             durability,
             dir,
             as_root,
-            tls,
+            socket_admin,
         };
         let data = pg.data();
         let out = pg
@@ -338,9 +363,9 @@ impl PgServer {
     }
 
     /// The superuser's connection: over TCP for a plain server, over the unix socket for a TLS
-    /// one (its only TCP door wants TLS and a password the superuser does not have).
+    /// or password one (its only TCP door wants a password the superuser does not have).
     fn admin_config(&self) -> postgres::Config {
-        if self.tls {
+        if self.socket_admin {
             let mut config = postgres::Config::new();
             config
                 .host_path(&self.dir)
@@ -371,7 +396,7 @@ impl PgServer {
         );
     }
 
-    /// The superuser's trust URL of a plain server (a TLS server refuses it).
+    /// The superuser's trust URL of a plain server (a TLS or password server refuses it).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
@@ -463,7 +488,8 @@ impl PgServer {
         text.lines().next()?.trim().parse().ok()
     }
 
-    /// A superuser connection to database `db` (over the unix socket for a TLS server).
+    /// A superuser connection to database `db` (over the unix socket for a TLS or password
+    /// server).
     pub fn admin_of(&self, db: &str) -> postgres::Client {
         self.admin_config()
             .dbname(db)
@@ -471,7 +497,8 @@ impl PgServer {
             .expect("connect to private PostgreSQL")
     }
 
-    /// A superuser connection (TCP for a plain server, the unix socket for a TLS one).
+    /// A superuser connection (TCP for a plain server, the unix socket for a TLS or password
+    /// one).
     pub fn admin(&self) -> postgres::Client {
         self.admin_config()
             .connect(postgres::NoTls)
