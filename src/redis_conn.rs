@@ -84,8 +84,14 @@ impl RedisConfig {
     }
 }
 
-/// The system's trusted CAs as PEM text.
+/// The system's trusted CAs as PEM text, read once per process: reading the store costs
+/// milliseconds, and every reconnect would pay them.
 fn system_roots_pem() -> Vec<u8> {
+    static PEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PEM.get_or_init(read_system_roots_pem).clone()
+}
+
+fn read_system_roots_pem() -> Vec<u8> {
     use base64::Engine as _;
     let mut pem = String::new();
     for cert in crate::tls::system_roots() {
