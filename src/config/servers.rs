@@ -37,12 +37,7 @@ pub(super) fn database(l: &Layers) -> Result<DatabaseConfig, ConfigError> {
     if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
         return Err(l.invalid(key, "must be a postgres:// URL"));
     }
-    // Parsed and written back, so a password's `@` or space is percent-encoded the one way
-    // both `postgres` and our messages read it.
-    let mut url =
-        Url::parse(&text).map_err(|e| l.invalid(key, format!("not a valid URL ({e})")))?;
-    let in_url = take_tls_params(&mut url);
-    let url = url.to_string();
+    let (url, in_url) = split_tls_params(&text);
     url.parse::<postgres::Config>()
         .map_err(|e| l.invalid(key, format!("not a valid PostgreSQL URL ({e})")))?;
     Ok(DatabaseConfig {
@@ -63,18 +58,35 @@ fn session_timeout(l: &Layers, key: &'static str) -> Result<std::time::Duration,
     Ok(timeout)
 }
 
-/// Removes libpq's TLS parameters from `url`'s query; returns them.
-fn take_tls_params(url: &mut Url) -> Vec<(String, String)> {
-    let (ours, rest): (Vec<_>, Vec<_>) = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .partition(|(k, _)| TLS_PARAMS.contains(&k.as_str()));
+/// The URL without libpq's TLS parameters, and those parameters.
+///
+/// A URL with one host is parsed and written back, so a password's raw `@` or space is
+/// percent-encoded the one way both `postgres` and our messages read it (else `postgres`
+/// would cut the host at the first `@`, and a piece of the password would be shown as the
+/// host). A multi-host URL (`h1:5432,h2:5432`), which the `url` crate cannot parse, keeps its
+/// authority as given and only loses the parameters.
+fn split_tls_params(text: &str) -> (String, Vec<(String, String)>) {
+    let (base, query) = match Url::parse(text) {
+        Ok(mut url) if url.host_str().is_some() || text.contains(":///") => {
+            let query = url.query().map(str::to_string);
+            url.set_query(None);
+            (url.to_string(), query)
+        }
+        _ => match text.split_once('?') {
+            Some((base, query)) => (base.to_string(), Some(query.to_string())),
+            None => (text.to_string(), None),
+        },
+    };
+    let pairs = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()));
+    let (ours, rest): (Vec<_>, Vec<_>) = pairs.partition(|(k, _)| TLS_PARAMS.contains(&k.as_str()));
     if rest.is_empty() {
-        url.set_query(None);
-    } else {
-        url.query_pairs_mut().clear().extend_pairs(rest);
+        return (base, ours);
     }
-    ours
+    let rest = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    (format!("{base}?{rest}"), ours)
 }
 
 /// The TLS settings: each from the URL's parameter when it has one, else from its key.

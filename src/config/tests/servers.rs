@@ -252,3 +252,19 @@ fn plain_text_off_loopback_is_warned_about_once_each() {
     ]);
     assert!(safe.warnings().is_empty(), "{:?}", safe.warnings());
 }
+
+#[test]
+fn a_multi_host_url_keeps_its_hosts_and_loses_only_the_tls_parameters() {
+    let url = "postgres://u:pw@h1.example:5432,h2.example:5433/inv?target_session_attrs=read-write&sslmode=require";
+    let c = resolve(&[("DATABASE_URL", url)]);
+    assert_eq!(c.database.tls.mode, SslMode::Require);
+    let pg: postgres::Config = c.database.url.expose().parse().unwrap();
+    assert_eq!(pg.get_hosts().len(), 2);
+    assert_eq!(pg.get_ports(), [5432, 5433]);
+    assert!(
+        c.database
+            .url
+            .expose()
+            .ends_with("?target_session_attrs=read-write")
+    );
+}
