@@ -9,6 +9,7 @@ mod binaries;
 mod delivery;
 mod operations;
 mod pipeline;
+mod prometheus;
 mod queue;
 mod tls;
 mod tls_servers;
