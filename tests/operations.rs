@@ -94,6 +94,12 @@ fn metrics_count_what_the_worker_did() {
         (n == 1.0).then_some(n)
     });
     assert_eq!(failed, 1.0);
+    // Forgotten, the queue's failed jobs read 0 again (after the few seconds' cache).
+    assert!(w.run("queue-work", &["failed", "flush"]).status.success());
+    eventually("the failed gauge back at 0", DEADLINE, || {
+        let (_, text) = get(&addr, "/metrics")?;
+        (sample(&text, "inventory_failed_jobs{queue=\"default\"}")? == 0.0).then_some(())
+    });
     let version = format!(
         "inventory_build_info{{version=\"{}\"}}",
         env!("CARGO_PKG_VERSION")

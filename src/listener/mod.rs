@@ -123,9 +123,7 @@ fn serve_metrics(config: &Config) -> Result<Option<Arc<Metrics>>, ListenerError>
         return Ok(None);
     };
     let metrics = Arc::new(Metrics::new(Daemon::Listener));
-    metrics
-        .item_threshold
-        .set(i64::try_from(config.threshold).unwrap_or(i64::MAX));
+    metrics.start_listener(config.threshold);
     let probe = Box::new(probe::ListenerProbe::new(config, Arc::clone(&metrics)));
     let bound = crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, STALL_AFTER)
         .map_err(|source| ListenerError::Metrics { addr, source })?;

@@ -240,6 +240,76 @@ impl Metrics {
         }
     }
 
+    /// Creates the worker's series at zero, so a first failure is an increase that
+    /// `increase()` and alert rules see, and a rate is 0 rather than absent: every queue with
+    /// every kind the configuration can queue and every outcome.
+    pub fn start_worker(&self, queues: &[String], kinds: &[String], publishes: bool) {
+        for queue in queues {
+            for kind in kinds {
+                for outcome in ["done", "retried", "failed"] {
+                    let labels = JobLabels {
+                        queue: queue.clone(),
+                        kind: kind.clone(),
+                        outcome: outcome.into(),
+                    };
+                    let _created = self.jobs.get_or_create(&labels);
+                }
+            }
+            let label = Queue {
+                queue: queue.clone(),
+            };
+            let _created = self.failed_jobs.get_or_create(&label);
+        }
+        if publishes {
+            let driver = DriverLabel {
+                driver: "redis".into(),
+            };
+            let _created = self.receivers.get_or_create(&driver);
+        }
+        self.start_common();
+    }
+
+    /// Creates the listener's series at zero (see [`Metrics::start_worker`]).
+    pub fn start_listener(&self, threshold: u64) {
+        for result in ["rated", "skipped"] {
+            let label = ResultLabel {
+                result: result.into(),
+            };
+            let _created = self.notifications.get_or_create(&label);
+        }
+        for severity in ["info", "warning", "high", "critical"] {
+            let label = SeverityLabel {
+                severity: severity.into(),
+            };
+            let _created = self.alerts.get_or_create(&label);
+        }
+        self.item_threshold
+            .set(i64::try_from(threshold).unwrap_or(i64::MAX));
+        self.start_common();
+    }
+
+    fn start_common(&self) {
+        for server in ["postgres", "redis"] {
+            let label = ServerLabel {
+                server: server.into(),
+            };
+            let _created = self.reconnects.get_or_create(&label);
+        }
+    }
+
+    /// Sets the failed-job gauges to `counts` (the caller includes the queues that have none
+    /// any more, at 0).
+    pub fn set_failed_jobs(&self, counts: &[(String, u64)]) {
+        for (queue, n) in counts {
+            let label = Queue {
+                queue: queue.clone(),
+            };
+            self.failed_jobs
+                .get_or_create(&label)
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The process loop went round: `/healthz` stays 200.
     pub fn tick(&self) {
         self.alive_ms
@@ -322,10 +392,12 @@ impl Metrics {
         self.process.refresh();
         let (_, reached, _) = crate::broadcast::published();
         let new = reached.saturating_sub(self.receivers_seen.swap(reached, Ordering::Relaxed));
-        let driver = DriverLabel {
-            driver: "redis".into(),
-        };
-        self.receivers.get_or_create(&driver).inc_by(new);
+        if new > 0 {
+            let driver = DriverLabel {
+                driver: "redis".into(),
+            };
+            self.receivers.get_or_create(&driver).inc_by(new);
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

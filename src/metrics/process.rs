@@ -1,14 +1,18 @@
 //! The process's CPU time and resident memory, read from `/proc/self` at scrape time
-//! (`inventory_process_cpu_seconds`, `inventory_process_resident_memory_bytes`).
+//! (`inventory_process_cpu_seconds_total`, `inventory_process_resident_memory_bytes`).
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 /// The process figures.
 #[derive(Default)]
 pub(super) struct Process {
-    cpu_seconds: Gauge<f64, AtomicU64>,
+    /// A counter (CPU time only grows), moved on by what was used since the last scrape.
+    cpu_seconds: Counter<f64, AtomicU64>,
+    cpu_ticks_seen: Mutex<u64>,
     resident_bytes: Gauge,
 }
 
@@ -37,7 +41,13 @@ impl Process {
             .ok()
             .and_then(|stat| cpu_ticks(&stat))
         {
-            self.cpu_seconds.set(ticks as f64 / TICKS_PER_SECOND);
+            let mut seen = self
+                .cpu_ticks_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let new = ticks.saturating_sub(*seen);
+            *seen = ticks.max(*seen);
+            self.cpu_seconds.inc_by(new as f64 / TICKS_PER_SECOND);
         }
         if let Some(kb) = std::fs::read_to_string("/proc/self/status")
             .ok()

@@ -18,9 +18,11 @@ pub use limits::Limits;
 use self::executor::{Executor, MAX_ABANDONED};
 use self::heartbeat::Heartbeat;
 use crate::backoff::Backoff;
+use crate::broadcast::Driver;
 use crate::config::Config;
 use crate::db::recorder::Recorder;
 use crate::metrics::{Daemon, Metrics};
+use crate::queue::job::Kind;
 use crate::queue::workers::WorkerInfo;
 use crate::queue::{Queue, Reserved};
 use crate::redis_conn::RedisError;
@@ -154,6 +156,19 @@ fn serve_metrics(config: &Config, queues: &[String]) -> Result<Option<Arc<Metric
         return Ok(None);
     };
     let metrics = Arc::new(Metrics::new(Daemon::Worker));
+    let mut kinds: Vec<String> = config
+        .broadcast
+        .drivers
+        .iter()
+        .map(|d| Kind::Broadcast(*d).to_string())
+        .collect();
+    kinds.extend(
+        crate::service::enabled(config)
+            .iter()
+            .map(|(channel, _)| Kind::Notify(*channel).to_string()),
+    );
+    let publishes = config.broadcast.drivers.contains(&Driver::Redis);
+    metrics.start_worker(queues, &kinds, publishes);
     let probe = Box::new(probe::WorkerProbe::new(config, queues));
     // A job in hand (up to its timeout) or a blocking wait (up to --sleep) is not a stall.
     let stall_after = Duration::from_secs(config.queue.timeout)

@@ -7,6 +7,7 @@ use crate::db::failed;
 use crate::metrics::probe::Servers;
 use crate::metrics::server::Probe;
 use crate::metrics::{Metrics, Queue as QueueLabel, QueueState};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long a failed-jobs count is reused: a scrape every second must not be a query every
@@ -18,6 +19,8 @@ pub(super) struct WorkerProbe {
     servers: Servers,
     queues: Vec<String>,
     failed_read: Option<Instant>,
+    /// Every queue that has had failed jobs, and the configured ones.
+    failed_seen: Vec<String>,
 }
 
 impl WorkerProbe {
@@ -26,6 +29,7 @@ impl WorkerProbe {
             servers: Servers::new(&config.redis, &config.queue.prefix, &config.database),
             queues: queues.to_vec(),
             failed_read: None,
+            failed_seen: queues.to_vec(),
         }
     }
 
@@ -67,13 +71,12 @@ impl WorkerProbe {
             return Ok(());
         }
         let counts = failed::counts(self.servers.db()?).map_err(|e| e.to_string())?;
-        for (queue, n) in counts {
-            let label = QueueLabel { queue };
-            metrics
-                .failed_jobs
-                .get_or_create(&label)
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        // A queue whose rows were all retried or forgotten reads 0, not its last count.
+        let mut all: BTreeMap<String, u64> =
+            self.failed_seen.iter().map(|q| (q.clone(), 0)).collect();
+        all.extend(counts);
+        self.failed_seen = all.keys().cloned().collect();
+        metrics.set_failed_jobs(&all.into_iter().collect::<Vec<_>>());
         self.failed_read = Some(Instant::now());
         Ok(())
     }
