@@ -35,6 +35,8 @@ struct Args {
 enum Command {
     /// Apply the schema in sql/ (items table, counting trigger, failed_jobs); safe to repeat.
     Migrate,
+    #[command(flatten)]
+    Packaging(cli::Packaging),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Before the configuration: packaging output needs none, nor a server.
+    if let Some(Command::Packaging(p)) = &args.command {
+        return Ok(cli::print(&p.render::<Args>(env!("CARGO_BIN_NAME")))?);
+    }
     let cfg = args.common.load(config::flags([
         ("listener.channel", "--channel", args.channel),
         (
@@ -64,6 +70,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Packaging(_)) => unreachable!("printed before the config was loaded"),
         None => {
             let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
             listener::run(&cfg, &shutdown)?;

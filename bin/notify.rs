@@ -10,12 +10,14 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     version,
+    subcommand_negates_reqs = true,
     after_help = "Examples:\n  notify --count 25                 # queue it; prints the job id and severity\n  notify --count 25 --sync          # broadcast now, without the queue\n  notify --count 25 --dry-run       # print the event JSON; touch nothing\n  notify --count 31 --force         # also page Slack/email, whatever the alert policy says"
 )]
 struct Args {
     /// The item count to rate and broadcast (at most 2^53 - 1, what a browser holds exactly).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(..=MAX_COUNT))]
-    count: u64,
+    #[arg(required = true)]
+    count: Option<u64>,
     /// Broadcast now through every driver, without the queue.
     #[arg(long, conflicts_with = "dry_run")]
     sync: bool,
@@ -31,6 +33,8 @@ struct Args {
     force: bool,
     #[command(flatten)]
     common: cli::Common,
+    #[command(subcommand)]
+    command: Option<cli::Packaging>,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Before the configuration: packaging output needs none, nor a server.
+    if let Some(p) = &args.command {
+        return Ok(cli::print(&p.render::<Args>(env!("CARGO_BIN_NAME")))?);
+    }
+    let count = args
+        .count
+        .expect("clap requires --count when there is no subcommand");
     let cfg = args.common.load(Vec::new())?;
     let mode = if args.dry_run {
         manual::Mode::DryRun
@@ -47,6 +58,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         manual::Mode::Queue
     };
-    let out = manual::notify(&cfg, args.count, mode, args.json, args.force)?;
+    let out = manual::notify(&cfg, count, mode, args.json, args.force)?;
     Ok(cli::print(&out)?)
 }

@@ -83,6 +83,8 @@ enum Command {
     },
     /// Jobs that used up their tries: list them (the default), show, retry, forget, flush.
     Failed(FailedArgs),
+    #[command(flatten)]
+    Packaging(cli::Packaging),
 }
 
 #[derive(clap::Args)]
@@ -202,6 +204,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let cfg = args.common.load(Vec::new())?;
             failed_command(&cfg, failed)
         }
+        Some(Command::Packaging(p)) => Ok(cli::print(&p.render::<Args>(env!("CARGO_BIN_NAME")))?),
     }
 }
 

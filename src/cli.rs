@@ -2,6 +2,10 @@
 //! logging with it, and turning an error into one line and an exit code (0 success, 1 runtime
 //! failure, 2 usage or configuration error).
 
+pub mod packaging;
+
+pub use packaging::Packaging;
+
 use crate::config::ConfigError;
 use std::io::Write;
 use std::process::ExitCode;

@@ -8,6 +8,7 @@ mod alert_policy;
 mod binaries;
 mod delivery;
 mod operations;
+mod packaging;
 mod pipeline;
 mod prometheus;
 mod queue;
