@@ -36,6 +36,7 @@ pub struct Results {
     /// notifying transaction's pre-commit until after its WAL flush).
     pub notify_only_tps: Option<f64>,
     pub tls: Option<Tls>,
+    pub metrics: Option<MetricsCost>,
     /// How long each phase took, and how loaded the machine was (others' work shows here).
     pub phases: Vec<Phase>,
     /// Phases that could not be measured, and why.
@@ -285,6 +286,47 @@ fn unwatched(drains: &[UnwatchedDrain], pooled: Option<f64>) -> String {
         drains.iter().map(|d| d.worker_cpu_us_per_job).sum::<f64>() / n,
         drains.iter().map(|d| d.redis_cpu_us_per_job).sum::<f64>() / n,
     )
+}
+
+/// Phase 9: the drain with metrics served and scraped, against without.
+#[derive(Debug, Default, Serialize)]
+pub struct MetricsCost {
+    /// Drains without `--metrics-addr`.
+    pub off: Vec<UnwatchedDrain>,
+    /// Drains with it, scraped every second.
+    pub on: Vec<UnwatchedDrain>,
+    /// Scrapes answered during the `on` drains.
+    pub scrapes: u64,
+    /// Jobs/s with over jobs/s without (worker wall time, all runs pooled).
+    pub on_to_off: f64,
+}
+
+/// The target for the metrics' cost: the drain keeps 95 % of its rate.
+const METRICS_RATIO_TARGET: f64 = 0.95;
+
+/// Phase 9's rows.
+fn metrics_rows(m: &MetricsCost, t: &mut Vec<Row>) {
+    t.push(row(
+        "9 metrics: drain as in 1, no subscriber, without `--metrics-addr`",
+        unwatched(&m.off, None),
+        "",
+        None,
+    ));
+    t.push(row(
+        format!(
+            "9 metrics: the same with `--metrics-addr`, /metrics scraped every 1 s ({} scrapes)",
+            m.scrapes
+        ),
+        unwatched(&m.on, None),
+        "",
+        None,
+    ));
+    t.push(row(
+        "9 metrics: with / without",
+        format!("{:.2}×", m.on_to_off),
+        "≥ 0.95",
+        Some(m.on_to_off >= METRICS_RATIO_TARGET),
+    ));
 }
 
 /// Phase 8's rows.
@@ -575,6 +617,9 @@ impl Results {
         }
         if let Some(tls) = &self.tls {
             tls_rows(tls, &mut t);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics_rows(metrics, &mut t);
         }
         let m = &self.machine;
         t.push(row(
