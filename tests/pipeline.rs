@@ -2,6 +2,7 @@
 
 use crate::support::private::PgServer;
 use crate::support::{DEADLINE, World, eventually};
+use postgres::fallible_iterator::FallibleIterator;
 use serde_json::Value;
 
 fn assert_event_shape(msg: &Value, channel_count: u64, severity: &str) {
@@ -264,4 +265,44 @@ fn a_role_that_cannot_write_items_can_neither_raise_nor_clear_an_alert() {
     );
     assert_eq!(state(), before, "forgeries changed the alert state");
     drop(listener);
+}
+
+#[test]
+fn a_real_notification_replayed_is_not_rated_again() {
+    let mut w = World::new();
+    w.set("INVENTORY_MIN_SEVERITY", "info");
+    let mut sub = w.subscribe();
+    let listener = w.spawn("items-listen", &[]);
+    let _worker = w.spawn("queue-work", &[]);
+    listener.wait_for_log("listening on channel");
+    assert_eq!(sub.next()["data"]["count"], 0, "the starting count");
+    // Anyone may LISTEN, and so see the trigger's signed payloads.
+    let mut spy = w.db.client();
+    spy.batch_execute("LISTEN item_count").unwrap();
+    let mut c = w.db.client();
+    c.batch_execute("INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 21)")
+        .unwrap();
+    assert_eq!(sub.next()["data"]["count"], 21);
+    let signed = spy
+        .notifications()
+        .timeout_iter(DEADLINE)
+        .next()
+        .unwrap()
+        .expect("the spy saw the trigger's notification")
+        .payload()
+        .to_string();
+    assert!(signed.contains("\"mac\""), "{signed}");
+    c.batch_execute("DELETE FROM items WHERE id IN (SELECT id FROM items LIMIT 1)")
+        .unwrap();
+    assert_eq!(sub.next()["data"]["count"], 20);
+    // The old, validly signed payload again: its version is behind, so it is not rated.
+    c.execute("SELECT pg_notify('item_count', $1)", &[&signed])
+        .unwrap();
+    c.batch_execute("INSERT INTO items (name) VALUES ('a'), ('b')")
+        .unwrap();
+    assert_eq!(
+        sub.next()["data"]["count"],
+        22,
+        "the replayed 21 was broadcast again"
+    );
 }

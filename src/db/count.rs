@@ -1,7 +1,5 @@
 //! The count the trigger keeps (`sql/002_item_count.sql`): the current total with its
-//! version, the log of committed counts the listener rates, and the channel the trigger
-//! notifies. A NOTIFY only wakes the listener; what it rates is read here, from rows only the
-//! trigger writes.
+//! version, the key the trigger signs its notifications with, and the channel it notifies.
 
 use super::{Db, DbError};
 
@@ -14,13 +12,33 @@ pub struct Change {
     pub count: i64,
 }
 
-/// What `migrate` left for the listener to check.
+/// The trigger's signing key, as HMAC's two padded halves (key XOR ipad, key XOR opad).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The key XOR 0x36 bytes, 64 bytes.
+    pub inner: Vec<u8>,
+    /// The key XOR 0x5c bytes, 64 bytes.
+    pub outer: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// What `migrate` left for the listener to check and use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schema {
-    /// The count table is missing: `items-listen migrate` never ran on this database.
+    /// `items-listen migrate` never ran on this database, or an older version did.
     NotMigrated,
-    /// Migrated; the trigger notifies this channel.
-    Channel(String),
+    /// Migrated: the trigger notifies `channel`, signing with `key`.
+    Ready {
+        /// The channel the trigger notifies.
+        channel: String,
+        /// What it signs with.
+        key: SigningKey,
+    },
 }
 
 /// SQLSTATE 42P01 (undefined_table) and 42703 (undefined_column): the schema is older.
@@ -44,51 +62,23 @@ impl Db {
         })
     }
 
-    /// The changes committed after version `after`, oldest first, at most `limit`. A read
-    /// only: no WAL to flush, so a notification is answered in one round trip.
-    pub fn changes_after(&mut self, after: i64, limit: usize) -> Result<Vec<Change>, DbError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client
-            .query(
-                "SELECT version, n FROM inventory_count_log WHERE version > $1 \
-                 ORDER BY version LIMIT $2",
-                &[&after, &limit],
-            )
-            .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Change {
-                version: r.get(0),
-                count: r.get(1),
-            })
-            .collect())
-    }
-
-    /// Deletes the log rows up to version `read` (rated already). Its commit does not wait for
-    /// the WAL flush: a deletion lost in a crash is simply done again by the next one.
-    pub fn forget_changes(&mut self, read: i64) -> Result<(), DbError> {
-        self.client
-            .execute(
-                "WITH gone AS (DELETE FROM inventory_count_log WHERE version <= $1) \
-                 SELECT set_config('synchronous_commit', 'off', true)",
-                &[&read],
-            )
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    /// The channel the trigger notifies, or that the database is not migrated (or migrated
-    /// by an older version without the count log).
+    /// The channel the trigger notifies and its signing key, or that the database is not
+    /// migrated (or by an older version, without the key).
     pub fn schema(&mut self) -> Result<Schema, DbError> {
-        let result = self.client.query_one(
-            // Names every table and column the listener uses, so an older schema is told apart.
-            "SELECT channel FROM inventory_item_count \
-             WHERE version >= 0 AND NOT EXISTS (SELECT FROM inventory_count_log WHERE false)",
+        let result = self.client.query_opt(
+            "SELECT channel, mac_inner, mac_outer FROM inventory_item_count \
+             WHERE version >= 0 AND mac_inner IS NOT NULL AND mac_outer IS NOT NULL",
             &[],
         );
         match result {
-            Ok(row) => Ok(Schema::Channel(row.get(0))),
+            Ok(Some(row)) => Ok(Schema::Ready {
+                channel: row.get(0),
+                key: SigningKey {
+                    inner: row.get(1),
+                    outer: row.get(2),
+                },
+            }),
+            Ok(None) => Ok(Schema::NotMigrated),
             Err(e) if is_missing(&e) => Ok(Schema::NotMigrated),
             Err(e) => Err(self.error(e)),
         }

@@ -45,6 +45,11 @@ impl Alerter {
         }
     }
 
+    /// True when as many alerts wait as one round trip takes.
+    pub(super) fn is_full(&self) -> bool {
+        self.pending.len() >= MAX_BATCH
+    }
+
     /// Rates `count` and keeps its alert for the next [`Alerter::flush`].
     pub(super) fn on_count(&mut self, count: u64) {
         if count > MAX_COUNT {

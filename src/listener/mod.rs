@@ -1,7 +1,8 @@
 //! `items-listen`: LISTEN for count changes, rate each one, dispatch the alerts.
 //!
-//! A notification is only a wake-up (any login may send one): what is rated is read from the
-//! count log the trigger writes (`db::count`), every committed change once, in commit order.
+//! Any login may NOTIFY, so only a notification the trigger signed, with a version above the
+//! last one rated, is rated: every committed change once, in commit order, and a forged or
+//! replayed one never (see [`payload`]).
 //! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
 //! new session re-rates the current count, so a change made while we were away is not missed.
 //! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
@@ -10,19 +11,16 @@
 //! on, every count also goes through the alert policy ([`crate::notify::policy`]), because a
 //! count under the threshold may resolve an alert that people were told about.
 //!
-//! [`payload`] reads what a NOTIFY claims (for the debug log only); `alerter` rates counts and
-//! queues their alerts.
+//! [`payload`] checks what a NOTIFY carries; `alerter` rates counts and queues their alerts.
 
 mod alerter;
 pub mod payload;
 mod probe;
 
-pub use payload::parse_payload;
-
 use self::alerter::Alerter;
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::db::count::Schema;
+use crate::db::count::{Schema, SigningKey};
 use crate::db::{Db, DbError};
 use crate::metrics::{Daemon, Metrics};
 use crate::redis_conn::RedisError;
@@ -68,8 +66,7 @@ pub const APP_NAME: &str = "items-listen";
 /// How long the session blocks waiting for a notification: a stop request is noticed within
 /// it.
 const POLL: Duration = Duration::from_millis(200);
-/// How often the session proves both servers are alive (a read of the count log, a Redis
-/// marker check).
+/// How often the session proves both servers are alive (a `SELECT 1`, a Redis marker check).
 const TICK: Duration = Duration::from_secs(1);
 /// How often a standby listener tries to take the lock: the takeover delay after a failure.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
@@ -159,9 +156,9 @@ fn reconnect(
     }
 }
 
-/// One connection's life: check the schema, become the active listener, LISTEN, rate the
-/// current count, then rate each committed change the log holds whenever a notification
-/// wakes us (and every [`TICK`], which also proves both servers are alive).
+/// One connection's life: check the schema (and read the signing key), become the active
+/// listener, LISTEN, rate the current count, then rate each signed change a notification
+/// announces, checking both servers every [`TICK`].
 fn session(
     db: &mut Db,
     alerter: &mut Alerter,
@@ -169,7 +166,7 @@ fn session(
     shutdown: &Shutdown,
 ) -> Result<(), ListenerError> {
     let channel = alerter.config.listen_channel.clone();
-    check_schema(db, &channel)?;
+    let key = check_schema(db, &channel)?;
     if !become_active(db, alerter, &channel, shutdown)? {
         return Ok(());
     }
@@ -199,11 +196,10 @@ fn session(
         alerter.flush();
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
-            // A query on a dead connection fails here (keepalives bound a half-open one), and
-            // a change whose notification went missing is read all the same. The rows read are
-            // deleted here, once a tick, not on every notification.
-            rate_changes(db, alerter, &mut seen, false)?;
-            db.forget_changes(seen)?;
+            // A query on a dead connection fails here (keepalives bound a half-open one).
+            db.client
+                .simple_query("SELECT 1")
+                .map_err(|e| db.error(e))?;
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
                 seen = rate_current(db, alerter)?;
@@ -213,9 +209,8 @@ fn session(
         let next = db.client.notifications().timeout_iter(POLL).next();
         match next {
             Ok(Some(n)) => {
-                woken_by(n.payload());
-                drain_buffered(db)?;
-                rate_changes(db, alerter, &mut seen, true)?;
+                on_payload(alerter, &key, &mut seen, n.payload());
+                drain_buffered(db, alerter, &key, &mut seen)?;
             }
             Err(e) => return Err(db.error(e).into()),
             Ok(None) if db.client.is_closed() => {
@@ -229,12 +224,14 @@ fn session(
     }
 }
 
-/// Fails unless the database is migrated and its trigger notifies `channel`: a listener on
-/// another channel would hear nothing, silently.
-fn check_schema(db: &mut Db, channel: &str) -> Result<(), ListenerError> {
+/// Fails unless the database is migrated and its trigger notifies `channel` (a listener on
+/// another channel would hear nothing, silently); returns the trigger's signing key.
+fn check_schema(db: &mut Db, channel: &str) -> Result<SigningKey, ListenerError> {
     match db.schema()? {
-        Schema::Channel(ours) if ours == channel => Ok(()),
-        Schema::Channel(theirs) => Err(ListenerError::Schema(format!(
+        Schema::Ready { channel: ours, key } if ours == channel => Ok(key),
+        Schema::Ready {
+            channel: theirs, ..
+        } => Err(ListenerError::Schema(format!(
             "the trigger at {} notifies channel {} but this listener listens on {}: run \
              `items-listen migrate --channel {}` to move the trigger, or set \
              INVENTORY_LISTEN_CHANNEL={}",
@@ -252,59 +249,55 @@ fn check_schema(db: &mut Db, channel: &str) -> Result<(), ListenerError> {
     }
 }
 
-/// A notification is only a wake-up: what it claims is not trusted, only shown at debug.
-fn woken_by(payload: &str) {
-    match parse_payload(payload) {
-        Ok(claimed) => debug!("woken by a notification claiming count {claimed}"),
-        Err(why) => debug!(
-            "woken by a notification {}: {}",
-            escape(&payload::short(payload)),
-            escape(&why)
-        ),
+/// Rates the change a notification announces, if the trigger signed it and it is newer than
+/// the last one rated; anything else (forged, replayed, malformed) is shown at debug only.
+fn on_payload(alerter: &mut Alerter, key: &SigningKey, seen: &mut i64, text: &str) {
+    match payload::verify(text, key) {
+        Ok(change) if change.version > *seen => {
+            *seen = change.version;
+            alerter.on_count(count_of(change.count));
+        }
+        Ok(change) => {
+            debug!(
+                "notification of version {} ignored: rated already",
+                change.version
+            );
+            metric(alerter, Metrics::skipped);
+        }
+        Err(why) => {
+            debug!(
+                "notification {} ignored: {}",
+                escape(&payload::short(text)),
+                escape(&why)
+            );
+            metric(alerter, Metrics::skipped);
+        }
     }
 }
 
-/// Takes every notification already received: one read of the log serves them all.
-fn drain_buffered(db: &mut Db) -> Result<(), DbError> {
+/// Takes every notification already received, so a burst is queued in one round trip
+/// instead of one per notification.
+fn drain_buffered(
+    db: &mut Db,
+    alerter: &mut Alerter,
+    key: &SigningKey,
+    seen: &mut i64,
+) -> Result<(), DbError> {
     let result = {
         let mut notifications = db.client.notifications();
         let mut buffered = notifications.iter();
         loop {
+            if alerter.is_full() {
+                break Ok(());
+            }
             match buffered.next() {
-                Ok(Some(n)) => woken_by(n.payload()),
+                Ok(Some(n)) => on_payload(alerter, key, seen, n.payload()),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
         }
     };
     result.map_err(|e| db.error(e))
-}
-
-/// Rates every change committed after `seen`, in commit order, and moves `seen` on.
-/// `woken`: a notification asked for it (one that finds nothing new is counted as skipped).
-fn rate_changes(
-    db: &mut Db,
-    alerter: &mut Alerter,
-    seen: &mut i64,
-    woken: bool,
-) -> Result<(), DbError> {
-    let mut first = true;
-    loop {
-        let changes = db.changes_after(*seen, alerter::MAX_BATCH)?;
-        if first && woken && changes.is_empty() {
-            metric(alerter, Metrics::skipped);
-        }
-        first = false;
-        for change in &changes {
-            alerter.on_count(count_of(change.count));
-            *seen = change.version;
-        }
-        if changes.len() < alerter::MAX_BATCH {
-            return Ok(());
-        }
-        // A long backlog goes to Redis in batches.
-        alerter.flush();
-    }
 }
 
 /// A stored count as an unsigned number (a negative one would be a corrupted row: 0).
