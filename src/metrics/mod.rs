@@ -217,7 +217,7 @@ impl Metrics {
             Daemon::Listener => {
                 r.register(
                     "notifications",
-                    "Changes rated from the count log, and notifications that brought none",
+                    "Counts rated (signed notifications, the count at start), and notifications ignored",
                     self.notifications.clone(),
                 );
                 r.register("alerts", "Counts rated, by severity", self.alerts.clone());
