@@ -3,12 +3,14 @@
 //! alerts, the count, its state), with build info and process CPU and memory; served with the
 //! health checks by [`server`]. Recording is a few atomic operations per job.
 
+mod labels;
 pub mod probe;
 mod process;
 pub mod server;
 
+pub use labels::*;
+
 use crate::event::Alert;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,77 +18,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Labels of a job's end.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JobLabels {
-    /// The queue it came from.
-    pub queue: String,
-    /// Its kind, e.g. `broadcast:redis`.
-    pub kind: String,
-    /// `done`, `retried` or `failed`.
-    pub outcome: String,
-}
-
-/// Labels of a job's run time.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    /// The queue.
-    pub queue: String,
-    /// The job kind.
-    pub kind: String,
-}
-
-/// One label: a queue, a state, a result, a severity, a server or a driver.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Queue {
-    /// The queue.
-    pub queue: String,
-}
-
-/// A queue and one of its states.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueState {
-    /// The queue.
-    pub queue: String,
-    /// `pending`, `delayed` or `reserved`.
-    pub state: String,
-}
-
-/// A label named `name` with one value, for the small families.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
-    /// `rated` or `skipped`.
-    pub result: String,
-}
-
-/// A severity.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SeverityLabel {
-    /// `info`, `warning`, `high`, `critical`.
-    pub severity: String,
-}
-
-/// A server.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServerLabel {
-    /// `postgres` or `redis`.
-    pub server: String,
-}
-
-/// A broadcast driver.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriverLabel {
-    /// `redis`.
-    pub driver: String,
-}
-
-/// The build.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabel {
-    /// The crate's version.
-    pub version: String,
-}
 
 /// Every metric of one process (a daemon registers the ones it serves).
 pub struct Metrics {
