@@ -45,6 +45,22 @@ pub fn redact_url(text: &str) -> String {
     } else if redis && !url.username().is_empty() {
         let _ = url.set_username(HIDDEN);
     }
+    // libpq's URLs may carry the password as a parameter too, `?password=…` (found by
+    // fuzzing).
+    if url.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    HIDDEN.to_string()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
     url.to_string()
 }
 

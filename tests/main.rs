@@ -7,6 +7,7 @@ mod admin;
 mod alert_policy;
 mod binaries;
 mod delivery;
+mod fuzz_regressions;
 mod operations;
 mod packaging;
 mod pipeline;

@@ -101,12 +101,20 @@ fn bare_host(host: &str) -> Result<String, String> {
     if host.contains(':') {
         return Err("must be a host name without a port; set the port with PUSHER_PORT".into());
     }
+    // A character a URL's host cannot hold (a space, `?`, `#`, a control character) would
+    // make the URL fail to parse, or send the request to another host (found by fuzzing).
+    url::Host::parse(host).map_err(|e| format!("must be a host name or IP address ({e})"))?;
     Ok(host.to_string())
 }
 
 /// Checks an app id or key: both travel in the URL and in the signed string, so they must
 /// need no escaping.
 pub fn check_credential(value: &str) -> Result<(), String> {
+    // A URL resolves `.` and `..` away: the request would go to another path than the one
+    // signed (found by fuzzing).
+    if value == "." || value == ".." {
+        return Err("must not be . or ..".into());
+    }
     if value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
