@@ -3,8 +3,8 @@
 
 use crate::support::{bin_path, tag};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 const BINARIES: [&str; 3] = ["items-listen", "queue-work", "notify"];
 
@@ -58,35 +58,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs `cmd` to completion (a minute at most: then it is killed and the test fails). Its
-/// output goes to files, so a long script can never fill a pipe nobody reads yet.
-fn run(mut cmd: Command, dir: &Path) -> Output {
-    let what = format!("{cmd:?}");
-    let (out_path, err_path) = (dir.join("run.stdout"), dir.join("run.stderr"));
-    let out = std::fs::File::create(&out_path).expect("stdout file");
-    let err = std::fs::File::create(&err_path).expect("stderr file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let end = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("{what} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out_path).expect("stdout"),
-        stderr: std::fs::read(&err_path).expect("stderr"),
-    }
+/// Runs `cmd` to completion (a minute at most: then it is killed and the test fails).
+fn run(mut cmd: Command) -> Output {
+    crate::support::private::output_within(&mut cmd, Duration::from_secs(60))
 }
 
 /// `bin args…` with an environment whose configuration is invalid and whose servers are
@@ -101,7 +75,7 @@ fn run_bin(bin: &str, args: &[&str], dir: &Path) -> Output {
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .env("REDIS_URL", "redis://127.0.0.1:1")
         .current_dir(dir);
-    let out = run(cmd, dir);
+    let out = run(cmd);
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{bin} {args:?}: {:?}\n{}",
@@ -169,7 +143,7 @@ fn notify_still_requires_count_without_a_subcommand() {
     let dir = Scratch::new("notify-count");
     let mut cmd = Command::new(bin_path("notify"));
     cmd.env_clear().current_dir(&dir);
-    let out = run(cmd, &dir);
+    let out = run(cmd);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--count <N>"), "{err}");
@@ -194,7 +168,7 @@ fn bash_completes(dir: &Path, bin: &str, words: &[&str]) -> Vec<String> {
         .arg(&script)
         .args(words)
         .current_dir(dir);
-    let out = run(cmd, dir);
+    let out = run(cmd);
     assert!(
         out.status.success(),
         "{}",
@@ -297,7 +271,7 @@ fn systemd_units_verify_without_warnings() {
         cmd.args(units.iter().map(|u| dir.join(u)))
             .env("MANPATH", dir.join("man"))
             .current_dir(&dir);
-        run(cmd, &dir)
+        run(cmd)
     };
 
     let out = verify(&["items-listen.service", "queue-work@1.service"]);
@@ -332,7 +306,7 @@ fn systemd_units_are_sandboxed() {
         cmd.args(["security", "--offline=true", "--threshold=20", "--no-pager"])
             .arg(dir.join(unit))
             .current_dir(&dir);
-        let out = run(cmd, &dir);
+        let out = run(cmd);
         let said = stdout(&out);
         let level = said.lines().find(|l| l.contains("Overall exposure level"));
         assert!(out.status.success(), "{unit}: {level:?}\n{said}");

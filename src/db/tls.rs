@@ -94,37 +94,54 @@ impl PgTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS set-up: {e}"))?;
         let root = self.root_cert.as_deref();
-        let builder = match (self.mode, root) {
+        let chain = match (self.mode, root) {
             (SslMode::Disable, _) => return Ok(None),
-            (SslMode::Prefer, _) | (SslMode::Require, None) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+            (SslMode::VerifyFull, _) => {
+                let roots = tls::roots(root, false)?;
+                return finish(builder.with_root_certificates(roots), self).map(Some);
+            }
+            (SslMode::Prefer, _) | (SslMode::Require, None) => None,
             (SslMode::Require | SslMode::VerifyCa, _) => {
                 let roots = Arc::new(tls::roots(root, false)?);
-                let chain = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| format!("TLS set-up: {e}"))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                Some(chain)
             }
-            (SslMode::VerifyFull, _) => builder.with_root_certificates(tls::roots(root, false)?),
         };
-        let config = match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(tls::certs(cert)?, tls::key(key)?)
-                .map_err(|e| format!("the client certificate and key do not fit: {e}"))?,
-            _ => builder.with_no_client_auth(),
-        };
-        Ok(Some(config))
+        let lenient = Arc::new(Lenient { chain, provider });
+        let builder = builder
+            .dangerous()
+            .with_custom_certificate_verifier(lenient);
+        finish(builder, self).map(Some)
     }
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name in it need not be the host's.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+/// Adds the client certificate, when one is configured.
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    tls: &PgTls,
+) -> Result<rustls::ClientConfig, String> {
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(tls::certs(cert)?, tls::key(key)?)
+            .map_err(|e| format!("the client certificate and key do not fit: {e}")),
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
 
-impl ServerCertVerifier for ChainOnly {
+/// The verifier of the modes below `verify-full`: with `chain`, the chain must lead to a
+/// trusted root but the name in it need not be the host's (`verify-ca`, `require` with a
+/// root); without, any certificate is accepted (`prefer`, `require`: libpq's meaning). The
+/// handshake's signatures are checked either way, so the session is one TLS session with
+/// whoever holds the certificate's key.
+#[derive(Debug)]
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -133,10 +150,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let checked = self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
-        match checked {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -150,48 +167,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer`, and `require` without a root: encrypted, any certificate accepted (libpq's
-/// meaning). The handshake's signatures are still checked, so the session is one TLS session
-/// with whoever holds the certificate's key.
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
@@ -201,12 +177,14 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -44,14 +44,9 @@ pub enum ListenerError {
     /// The database is not migrated, or its trigger notifies another channel.
     #[error("{0}")]
     Schema(String),
-    /// The metrics address could not be bound.
-    #[error("cannot serve metrics at {addr}: {source}")]
-    Metrics {
-        /// `--metrics-addr`.
-        addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The metrics address could not be served.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::server::ServeError),
 }
 
 impl ListenerError {
@@ -122,9 +117,7 @@ fn serve_metrics(config: &Config) -> Result<Option<Arc<Metrics>>, ListenerError>
     let metrics = Arc::new(Metrics::new(Daemon::Listener));
     metrics.start_listener(config.threshold);
     let probe = Box::new(probe::ListenerProbe::new(config, Arc::clone(&metrics)));
-    let bound = crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, STALL_AFTER)
-        .map_err(|source| ListenerError::Metrics { addr, source })?;
-    info!("serving metrics at http://{bound}/metrics (and /healthz, /readyz)");
+    crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, STALL_AFTER)?;
     Ok(Some(metrics))
 }
 

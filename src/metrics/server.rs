@@ -23,16 +23,38 @@ pub trait Probe: Send {
     fn ready(&mut self) -> Result<String, String>;
 }
 
-/// Binds `addr` and serves on a thread of its own until the process ends. `stall_after` is how
-/// long the loop may go without a tick before `/healthz` says so.
+/// The address could not be served.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics at {addr}: {source}")]
+pub struct ServeError {
+    /// `--metrics-addr`.
+    pub addr: SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Binds `addr`, says where, and serves on a thread of its own until the process ends.
+/// `stall_after` is how long the loop may go without a tick before `/healthz` says so.
 pub fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    probe: Box<dyn Probe>,
+    stall_after: Duration,
+) -> Result<SocketAddr, ServeError> {
+    let error = |source| ServeError { addr, source };
+    let listener = TcpListener::bind(addr).map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    spawn(listener, metrics, probe, stall_after).map_err(error)?;
+    log::info!("serving metrics at http://{bound}/metrics (and /healthz, /readyz)");
+    Ok(bound)
+}
+
+fn spawn(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
     mut probe: Box<dyn Probe>,
     stall_after: Duration,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -52,7 +74,7 @@ pub fn serve(
                 }
             }
         })?;
-    Ok(bound)
+    Ok(())
 }
 
 struct Page<'a> {

@@ -77,14 +77,9 @@ pub enum WorkerError {
     /// Redis could not be reached at start (later outages are waited out).
     #[error(transparent)]
     Redis(#[from] RedisError),
-    /// The metrics address could not be bound.
-    #[error("cannot serve metrics at {addr}: {source}")]
-    Metrics {
-        /// `--metrics-addr`.
-        addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The metrics address could not be served.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::server::ServeError),
     /// Too many abandoned job threads are still running.
     #[error(
         "{0} timed-out jobs are still running in the background (a driver ignores its \
@@ -174,9 +169,7 @@ fn serve_metrics(config: &Config, queues: &[String]) -> Result<Option<Arc<Metric
     let stall_after = Duration::from_secs(config.queue.timeout)
         + Duration::from_secs_f64(config.queue.sleep)
         + STALL_MARGIN;
-    let bound = crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, stall_after)
-        .map_err(|source| WorkerError::Metrics { addr, source })?;
-    info!("serving metrics at http://{bound}/metrics (and /healthz, /readyz)");
+    crate::metrics::server::serve(addr, Arc::clone(&metrics), probe, stall_after)?;
     Ok(Some(metrics))
 }
 
