@@ -4,7 +4,7 @@
 use super::{BroadcastConfig, Broadcaster};
 use crate::delivery::DeliveryError;
 use crate::event::Alert;
-use crate::redis_conn::{self, RedisConfig};
+use crate::redis_conn::{self, RedisConfig, Router};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,7 +30,9 @@ pub struct RedisBroadcaster {
     server: RedisConfig,
     channel: String,
     event: String,
-    con: Option<::redis::Connection>,
+    /// Made on the first event. It does not wait out a failover: a failed broadcast is
+    /// retried by the queue, with the job's own backoff.
+    router: Option<Router>,
     stats: (u64, u64, u64),
 }
 
@@ -41,7 +43,7 @@ impl RedisBroadcaster {
             server: config.redis.clone(),
             channel: format!("{}{}", config.redis_prefix, config.channel),
             event: config.event.clone(),
-            con: None,
+            router: None,
             stats: (0, 0, 0),
         }
     }
@@ -85,36 +87,29 @@ impl Broadcaster for RedisBroadcaster {
         alerts: &[Alert],
         timeout: Duration,
     ) -> Vec<Result<(), DeliveryError>> {
-        let all = |result: Result<(), DeliveryError>| vec![result; alerts.len()];
         let io = timeout.min(redis_conn::IO_TIMEOUT);
-        let retryable = |e: redis_conn::RedisError| DeliveryError::Retryable(e.to_string());
-        let con = match &mut self.con {
-            Some(con) => con,
-            None => match redis_conn::connect_within(&self.server, io) {
-                Ok(con) => self.con.insert(con),
-                Err(e) => return all(Err(retryable(e))),
-            },
-        };
+        let router = self.router.get_or_insert_with(|| {
+            Router::lazy(&self.server, redis_conn::IO_TIMEOUT).without_failover_wait()
+        });
         let mut pipe = ::redis::pipe();
         for alert in alerts {
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(alert.redis_message(&self.event));
         }
-        let result: Result<Vec<u64>, _> = con
-            .set_read_timeout(Some(io))
-            .and_then(|()| con.set_write_timeout(Some(io)))
-            .and_then(|()| pipe.query(con));
+        // In a cluster any node will do: PUBLISH reaches the subscribers of every node (the
+        // receiver count is then the node's own).
+        let result: Result<Vec<u64>, _> = router.run(None, |con| {
+            con.set_read_timeout(Some(io))?;
+            con.set_write_timeout(Some(io))?;
+            pipe.query(con)
+        });
         if let Ok(receivers) = &result {
             self.count(receivers);
         }
-        all(result.map(drop).map_err(|e| {
-            // Drop the connection: after an error it may be half-read or dead.
-            self.con = None;
-            retryable(redis_conn::error(
-                &redis_conn::describe(self.server.url.expose()),
-                &e,
-            ))
-        }))
+        let result = result
+            .map(drop)
+            .map_err(|e| DeliveryError::Retryable(e.to_string()));
+        vec![result; alerts.len()]
     }
 }

@@ -90,6 +90,18 @@ pub const KEYS: &[KeySpec] = &[
     key("redis.ca_cert", "REDIS_CA_CERT", ""),
     key("redis.client_cert", "REDIS_CLIENT_CERT", ""),
     key("redis.client_key", "REDIS_CLIENT_KEY", ""),
+    secret("redis.cluster_nodes", "REDIS_CLUSTER_NODES", ""),
+    key("redis.cluster", "REDIS_CLUSTER", ""),
+    secret("redis.sentinels", "REDIS_SENTINELS", ""),
+    key("redis.sentinel_service", "REDIS_SENTINEL_SERVICE", "mymaster"),
+    secret("redis.sentinel_password", "REDIS_SENTINEL_PASSWORD", ""),
+    key(
+        "redis.failover_timeout",
+        "INVENTORY_REDIS_FAILOVER_TIMEOUT",
+        "30s",
+    ),
+    key("redis.wait_replicas", "INVENTORY_REDIS_WAIT_REPLICAS", "0"),
+    key("redis.wait_timeout", "INVENTORY_REDIS_WAIT_TIMEOUT", "1s"),
     key("queue.prefix", "INVENTORY_QUEUE_PREFIX", "inventory:"),
     key("queue.names", "INVENTORY_QUEUE", "default"),
     key("queue.tries", "INVENTORY_QUEUE_TRIES", "3"),
@@ -155,6 +167,9 @@ pub const KEYS: &[KeySpec] = &[
 /// Secret keys whose URL path is the secret (a Slack webhook's token lives in its path), so
 /// only scheme and host are ever shown.
 pub(super) const SECRET_PATH: &[&str] = &["slack.webhook_url"];
+
+/// Secret keys that hold a comma-separated list of URLs: each is hidden on its own.
+pub(super) const SECRET_LISTS: &[&str] = &["redis.cluster_nodes", "redis.sentinels"];
 
 /// The key named `name` (`section.name`).
 pub fn spec(name: &str) -> Option<&'static KeySpec> {

@@ -4,7 +4,7 @@
 
 use super::ConfigError;
 use super::files::parse_toml;
-use super::keys::{self, KEYS, SECRET_PATH};
+use super::keys::{self, KEYS, SECRET_LISTS, SECRET_PATH};
 use crate::secret::{redact_url, redact_url_path};
 use std::collections::HashMap;
 use std::fmt;
@@ -261,6 +261,12 @@ impl Raw {
 fn shown_secret(key: &str, value: &str) -> String {
     if value.trim().is_empty() {
         String::new()
+    } else if SECRET_LISTS.contains(&key) {
+        value
+            .split(',')
+            .map(|item| shown_secret("", item))
+            .collect::<Vec<_>>()
+            .join(",")
     } else if !value.contains("://") {
         "***".into()
     } else if SECRET_PATH.contains(&key) {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod keys;
 pub mod layers;
 mod servers;
+mod topology;
 mod warnings;
 
 pub use files::{CONFIG_ENV, DEFAULT_CONFIG_PATH};

@@ -20,6 +20,9 @@ pub(super) fn database(l: &Layers) -> Result<DatabaseConfig, ConfigError> {
     let key = "database.url";
     let text = if l.is_set(key) {
         l.str(key)
+    } else if l.str("database.host").contains(',') {
+        let port: u16 = l.parse("database.port", "must be a port number (1-65535)")?;
+        multi_host_url(l, port)?
     } else {
         let port: u16 = l.parse("database.port", "must be a port number (1-65535)")?;
         let mut url = base("postgres", l, "database.host", port)?;
@@ -137,22 +140,40 @@ fn pg_tls(l: &Layers, in_url: &[(String, String)]) -> Result<PgTls, ConfigError>
 }
 
 /// The queue's Redis: `key` (`redis.url`), else one built from `redis.*`, with the
-/// certificate files.
+/// certificate files, the deployment (one server, a cluster, Sentinel) and what a write
+/// must reach.
 pub(super) fn redis(l: &Layers, key: &'static str) -> Result<RedisConfig, ConfigError> {
+    let laravel_seeds = super::topology::laravel_cluster_hosts(l)?;
     let url = if l.is_set(key) {
         given_redis_url(l, key)?
+    } else if let Some(first) = laravel_seeds.as_ref().and_then(|h| h.first()) {
+        // REDIS_HOST is a seed list; the first lends the template its host.
+        let port: u16 = l.parse("redis.port", "must be a port number (1-65535)")?;
+        let scheme = redis_scheme(l)?;
+        let host = first.rsplit_once(':').map_or(first.as_str(), |(h, _)| h);
+        let mut url = Url::parse(&format!("{scheme}://{host}:{port}"))
+            .map_err(|e| l.invalid("redis.host", format!("not a host list ({e})")))?;
+        set_credentials(&mut url, "", &l.str("redis.password"));
+        Secret::new(url.to_string())
     } else {
         let port: u16 = l.parse("redis.port", "must be a port number (1-65535)")?;
-        let scheme = match l.str("redis.scheme").to_ascii_lowercase().as_str() {
-            "tcp" | "redis" | "" => "redis",
-            "tls" | "rediss" => "rediss",
-            _ => return Err(l.invalid("redis.scheme", "must be tcp or tls")),
-        };
-        let mut url = base(scheme, l, "redis.host", port)?;
+        let mut url = base(redis_scheme(l)?, l, "redis.host", port)?;
         set_credentials(&mut url, "", &l.str("redis.password"));
         Secret::new(url.to_string())
     };
-    redis_files(l, url)
+    let mut config = redis_files(l, url)?;
+    config.topology = super::topology::topology(l, &config.url, laravel_seeds)?;
+    config.durability = super::topology::durability(l)?;
+    Ok(config)
+}
+
+/// `redis` or `rediss`, from Laravel's `REDIS_SCHEME` (`tcp` or `tls`).
+fn redis_scheme(l: &Layers) -> Result<&'static str, ConfigError> {
+    match l.str("redis.scheme").to_ascii_lowercase().as_str() {
+        "tcp" | "redis" | "" => Ok("redis"),
+        "tls" | "rediss" => Ok("rediss"),
+        _ => Err(l.invalid("redis.scheme", "must be tcp or tls")),
+    }
 }
 
 /// The broadcast Redis at `key`: with the same certificate files as the queue's.
@@ -184,10 +205,10 @@ fn redis_files(l: &Layers, url: Secret) -> Result<RedisConfig, ConfigError> {
         Ok::<_, ConfigError>(Some(path))
     };
     let config = RedisConfig {
-        url,
         ca_cert: file("redis.ca_cert", check_certs)?,
         client_cert: file("redis.client_cert", check_certs)?,
         client_key: file("redis.client_key", check_key)?,
+        ..RedisConfig::url(url.expose())
     };
     if config.client_cert.is_some() != config.client_key.is_some() {
         let key = if config.client_cert.is_some() {
@@ -222,37 +243,97 @@ fn check_key(path: &std::path::Path) -> Result<(), String> {
 
 /// `scheme://host:port` with the host from `host_key` (a name, an IPv4 or IPv6 address).
 fn base(scheme: &str, l: &Layers, host_key: &'static str, port: u16) -> Result<Url, ConfigError> {
-    let host = l.str(host_key);
+    host_url(scheme, &l.str(host_key), port).map_err(|e| l.invalid(host_key, e))
+}
+
+/// `scheme://host:port` for one host (a name, an IPv4 or IPv6 address, without a port).
+fn host_url(scheme: &str, host: &str, port: u16) -> Result<Url, String> {
     let bracketed = if host.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{host}]")
     } else {
-        host
+        host.to_string()
     };
     let url = Url::parse(&format!("{scheme}://{bracketed}:{port}"))
-        .map_err(|e| l.invalid(host_key, format!("must be a host name or IP address ({e})")))?;
+        .map_err(|e| format!("must be a host name or IP address ({e})"))?;
     if url.host_str().is_none_or(str::is_empty) || url.port() != Some(port) {
-        return Err(l.invalid(
-            host_key,
-            "must be a host name or IP address, without a port",
-        ));
+        return Err("must be a host name or IP address, without a port".into());
     }
     Ok(url)
+}
+
+/// The URL for a list of hosts, as libpq takes it (`DB_HOST=h1,h2`):
+/// `postgres://user:password@h1:port,h2:port/database`. Each host may carry its own port
+/// (`h1:5432,h2:5433`, `[::1]:5433`; a bare IPv6 address has none), else `DB_PORT`. The `url`
+/// crate cannot hold several hosts, so each is checked alone and the URL is written here,
+/// every part percent-encoded as [`set_credentials`] does. No `target_session_attrs` is
+/// added: the connection asks for the primary of any multi-host URL that does not say.
+fn multi_host_url(l: &Layers, default_port: u16) -> Result<String, ConfigError> {
+    let key = "database.host";
+    let mut hosts = Vec::new();
+    for entry in l.str(key).split(',').map(str::trim) {
+        let bad = |why: String| l.invalid(key, format!("host {entry:?} of the list {why}"));
+        let (host, port) = split_host_port(entry).map_err(&bad)?;
+        let url = host_url("postgres", host, port.unwrap_or(default_port)).map_err(&bad)?;
+        let host = url.host_str().unwrap_or_default();
+        hosts.push(format!("{host}:{}", port.unwrap_or(default_port)));
+    }
+    let user = encode(&l.str("database.username"));
+    let password = encode(&l.str("database.password"));
+    let login = match (user.is_empty(), password.is_empty()) {
+        (true, true) => String::new(),
+        (_, true) => format!("{user}@"),
+        _ => format!("{user}:{password}@"),
+    };
+    let database = encode(&l.str("database.database"));
+    Ok(format!("postgres://{login}{}/{database}", hosts.join(",")))
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address: the host and its port.
+fn split_host_port(entry: &str) -> Result<(&str, Option<u16>), String> {
+    let port = |text: &str| {
+        text.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("has a bad port {text:?} (1-65535)"))
+    };
+    if entry.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((entry, None));
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "has no closing ]".to_string())?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host, Some(port(p)?))),
+            None if after.is_empty() => Ok((host, None)),
+            None => Err("must be [address] or [address]:port".into()),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((host, p)) => Ok((host, Some(port(p)?))),
+        None => Ok((entry, None)),
+    }
 }
 
 /// Sets the user and password, percent-encoded here (the `url` crate leaves a `%` as it is,
 /// and both clients would decode `%41` to `A`); both clients decode them again, so any
 /// character survives.
-fn set_credentials(url: &mut Url, user: &str, password: &str) {
+pub(super) fn set_credentials(url: &mut Url, user: &str, password: &str) {
+    // Fails only for URLs without a host, and `base` made sure there is one.
+    let _ = url.set_username(&encode(user));
+    if !password.is_empty() {
+        let _ = url.set_password(Some(&encode(password)));
+    }
+}
+
+/// `text` with everything but letters, digits and `-._~` percent-encoded: what both clients
+/// decode back to the same characters in a URL's user, password or path.
+fn encode(text: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     const UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    let encode = |text: &str| utf8_percent_encode(text, UNRESERVED).to_string();
-    // Fails only for URLs without a host, and `base` made sure there is one.
-    let _ = url.set_username(&encode(user));
-    if !password.is_empty() {
-        let _ = url.set_password(Some(&encode(password)));
-    }
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }

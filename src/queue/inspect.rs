@@ -19,12 +19,13 @@ impl Queue {
     /// Pending, delayed and reserved counts of queue `name`.
     pub fn sizes(&mut self, name: &str) -> Result<Sizes, RedisError> {
         let k = self.keys(name);
-        let (pending, delayed, reserved): (u64, u64, u64) = redis::pipe()
-            .llen(&k.pending)
-            .zcard(&k.delayed)
-            .zcard(&k.reserved)
-            .query(&mut self.con)
-            .map_err(|e| self.err(e))?;
+        let (pending, delayed, reserved): (u64, u64, u64) = self.on(&k.pending, |con| {
+            redis::pipe()
+                .llen(&k.pending)
+                .zcard(&k.delayed)
+                .zcard(&k.reserved)
+                .query(con)
+        })?;
         Ok(Sizes {
             pending,
             delayed,
@@ -35,11 +36,9 @@ impl Queue {
     /// The job at the head of queue `name`'s pending list (the next to run), if any.
     pub fn head(&mut self, name: &str) -> Result<Option<Vec<u8>>, RedisError> {
         let k = self.keys(name);
-        redis::cmd("LINDEX")
-            .arg(&k.pending)
-            .arg(0)
-            .query(&mut self.con)
-            .map_err(|e| self.err(e))
+        self.on(&k.pending, |con| {
+            redis::cmd("LINDEX").arg(&k.pending).arg(0).query(con)
+        })
     }
 
     /// Seconds since the job at the head of queue `name`'s pending list was created; `None`

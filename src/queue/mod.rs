@@ -8,13 +8,15 @@
 mod inspect;
 pub mod job;
 pub mod keys;
+mod waiters;
 pub mod workers;
 
 pub use inspect::Sizes;
 pub use job::Job;
 pub use keys::Keys;
 
-use crate::redis_conn::{self, RedisConfig, RedisError};
+use crate::redis_conn::{self, RedisConfig, RedisError, Router, Topology};
+use crate::shutdown::Shutdown;
 use std::time::Duration;
 
 static POP: &str = include_str!("pop.lua");
@@ -79,8 +81,12 @@ pub enum Outcome {
 
 /// A connection to the queue's Redis and the scripts that operate on it.
 pub struct Queue {
-    con: redis::Connection,
-    target: String,
+    router: Router,
+    server: RedisConfig,
+    timeout: Duration,
+    /// Blocks on several queues of a cluster at once (made on the first such wait).
+    waiters: Option<waiters::Waiters>,
+    shutdown: Option<Shutdown>,
     prefix: String,
     pop: redis::Script,
     push: redis::Script,
@@ -101,8 +107,11 @@ impl Queue {
         timeout: Duration,
     ) -> Result<Queue, RedisError> {
         Ok(Queue {
-            con: redis_conn::connect_within(server, timeout)?,
-            target: redis_conn::describe(server.url.expose()),
+            router: Router::connect(server, timeout)?,
+            server: server.clone(),
+            timeout,
+            waiters: None,
+            shutdown: None,
             prefix: prefix.to_string(),
             pop: redis::Script::new(POP),
             push: redis::Script::new(PUSH),
@@ -116,8 +125,10 @@ impl Queue {
         Keys::new(&self.prefix, name)
     }
 
-    fn err(&self, e: redis::RedisError) -> RedisError {
-        redis_conn::error(&self.target, &e)
+    /// Ends a wait for a failover early when `shutdown` is set.
+    pub fn stop_on(&mut self, shutdown: &Shutdown) {
+        self.router.stop_on(shutdown);
+        self.shutdown = Some(shutdown.clone());
     }
 
     /// Pushes jobs onto queue `name` in one round trip.
@@ -137,7 +148,8 @@ impl Queue {
         for job in raw {
             inv.arg(job.as_slice());
         }
-        inv.invoke::<i64>(&mut self.con).map_err(|e| self.err(e))?;
+        self.router
+            .write(Some(&k.pending), |con| inv.invoke::<i64>(con))?;
         Ok(())
     }
 
@@ -146,7 +158,8 @@ impl Queue {
     ///
     /// Optimistic locking: the keys are WATCHed, so when another client changes one between
     /// the read and the EXEC, nothing is applied and `decide` runs again on the new values.
-    /// Two listeners deciding about the same state can therefore never both act on it.
+    /// Two listeners deciding about the same state can therefore never both act on it. In a
+    /// cluster the keys share the queue's hash tag, so the transaction stays on one node.
     /// Returns the decision that was applied.
     pub fn push_guarded<T>(
         &mut self,
@@ -156,53 +169,15 @@ impl Queue {
     ) -> Result<Guarded<T>, RedisError> {
         let k = self.keys(name);
         for _ in 0..GUARDED_TRIES {
-            let values: Vec<Option<String>> = if keys.is_empty() {
-                Vec::new()
-            } else {
-                redis::cmd("WATCH")
-                    .arg(keys)
-                    .exec(&mut self.con)
-                    .map_err(|e| self.err(e))?;
-                redis::cmd("MGET")
-                    .arg(keys)
-                    .query(&mut self.con)
-                    .map_err(|e| self.err(e))?
-            };
-            let guarded = decide(&values);
-            if guarded.writes.is_empty() && guarded.jobs.is_empty() {
-                redis::cmd("UNWATCH")
-                    .exec(&mut self.con)
-                    .map_err(|e| self.err(e))?;
-                return Ok(guarded);
-            }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (key, value) in &guarded.writes {
-                match value {
-                    Some(v) => pipe.set(key, v),
-                    None => pipe.del(key),
-                };
-            }
-            if !guarded.jobs.is_empty() {
-                // The push script's own source: EVALSHA could meet NOSCRIPT inside EXEC.
-                let push = pipe
-                    .cmd("EVAL")
-                    .arg(PUSH)
-                    .arg(3)
-                    .arg(&k.pending)
-                    .arg(&k.notify)
-                    .arg(&k.attempts);
-                for job in &guarded.jobs {
-                    push.arg(job.encode());
-                }
-            }
-            let reply: redis::Value = pipe.query(&mut self.con).map_err(|e| self.err(e))?;
-            if reply != redis::Value::Nil {
+            let applied = self.router.write(Some(&k.pending), |con| {
+                guarded_try(con, &k, keys, &mut decide)
+            })?;
+            if let Some(guarded) = applied {
                 return Ok(guarded);
             }
         }
         Err(RedisError {
-            target: self.target.clone(),
+            target: self.target(),
             reason: format!(
                 "alert state kept changing under {GUARDED_TRIES} tries; another process \
                  writes it constantly"
@@ -224,9 +199,8 @@ impl Queue {
     ) -> Result<Popped, RedisError> {
         let k = self.keys(name);
         type Reply = (i64, i64, Vec<Vec<u8>>, Vec<i64>, i64);
-        let (now, next_due, jobs, attempts, deadline_ms): Reply = self
-            .pop
-            .key(&k.pending)
+        let mut inv = self.pop.key(&k.pending);
+        inv
             .key(&k.delayed)
             .key(&k.reserved)
             .key(&k.notify)
@@ -234,9 +208,9 @@ impl Queue {
             .key(&k.started)
             .arg(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX))
             .arg(max.clamp(1, MAX_BATCH))
-            .arg(u8::from(notify_taken))
-            .invoke(&mut self.con)
-            .map_err(|e| self.err(e))?;
+            .arg(u8::from(notify_taken));
+        let (now, next_due, jobs, attempts, deadline_ms): Reply =
+            self.router.run(Some(&k.pending), |con| inv.invoke(con))?;
         let jobs = jobs
             .into_iter()
             .zip(attempts)
@@ -253,24 +227,32 @@ impl Queue {
     }
 
     /// Blocks until one of `names` has a job or `timeout` passes; returns the queue that woke.
+    ///
+    /// One server takes a single `BLPOP` on every queue's notify list. A cluster cannot (the
+    /// lists sit in different slots, often on different nodes), so there each queue has a
+    /// thread of its own blocked on its node, and the first to wake answers.
     pub fn wait(
         &mut self,
         names: &[String],
         timeout: Duration,
     ) -> Result<Option<String>, RedisError> {
         let timeout = timeout.max(MIN_BLOCK);
+        if names.len() > 1 && matches!(self.server.topology, Topology::Cluster { .. }) {
+            let waiters = self.waiters.get_or_insert_with(|| {
+                waiters::Waiters::start(
+                    &self.server,
+                    names,
+                    &self.prefix,
+                    self.shutdown.clone(),
+                )
+            });
+            return waiters.wait(timeout);
+        }
         let notify: Vec<String> = names.iter().map(|n| self.keys(n).notify).collect();
-        // The read timeout must outlast the block, or a late reply would be skipped.
-        self.con
-            .set_read_timeout(Some(timeout.saturating_add(redis_conn::IO_TIMEOUT)))
-            .map_err(|e| self.err(e))?;
-        let reply: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
-            .arg(&notify)
-            .arg(timeout.as_secs_f64())
-            .query(&mut self.con);
-        let restored = self.con.set_read_timeout(Some(redis_conn::IO_TIMEOUT));
-        let reply = reply.map_err(|e| self.err(e))?;
-        restored.map_err(|e| self.err(e))?;
+        let first = notify.first().cloned();
+        let reply = self.router.run(first.as_deref(), |con| {
+            block_pop(con, &notify, timeout, self.timeout)
+        })?;
         Ok(reply.and_then(|(key, _)| {
             let i = notify.iter().position(|k| *k == key)?;
             Some(names[i].clone())
@@ -302,7 +284,9 @@ impl Queue {
             };
             inv.arg(job.raw.as_slice()).arg(job.deadline_ms).arg(action);
         }
-        let owned: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
+        let owned: i64 = self
+            .router
+            .write(Some(&k.pending), |con| inv.invoke(con))?;
         Ok(owned as usize)
     }
 
@@ -319,7 +303,7 @@ impl Queue {
         for job in jobs {
             inv.arg(job.raw.as_slice()).arg(job.deadline_ms);
         }
-        let marked: i64 = inv.invoke(&mut self.con).map_err(|e| self.err(e))?;
+        let marked: i64 = self.router.run(Some(&k.pending), |con| inv.invoke(con))?;
         Ok(usize::try_from(marked).unwrap_or(0))
     }
 
@@ -327,25 +311,92 @@ impl Queue {
     /// when it was missing (first start, or Redis restarted without persistence or was
     /// flushed).
     pub fn claim_marker(&mut self) -> Result<bool, RedisError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(keys::marker(&self.prefix))
-            .arg(1)
-            .arg("NX")
-            .query(&mut self.con)
-            .map_err(|e| self.err(e))?;
+        let marker = keys::marker(&self.prefix);
+        let set: Option<String> = self.router.run(Some(&marker), |con| {
+            redis::cmd("SET").arg(&marker).arg(1).arg("NX").query(con)
+        })?;
         Ok(set.is_some())
     }
 
     /// Proves the connection works (`PING`).
     pub fn ping(&mut self) -> Result<(), RedisError> {
-        redis::cmd("PING")
-            .query::<String>(&mut self.con)
+        self.router
+            .run(None, |con| redis::cmd("PING").query::<String>(con))
             .map(drop)
-            .map_err(|e| self.err(e))
     }
 
     /// The server as shown in messages.
-    pub fn target(&self) -> &str {
-        &self.target
+    pub fn target(&self) -> String {
+        self.router.target()
     }
+
+    /// Runs `op` on the node holding `key` (for the readers in `inspect` and `workers`).
+    fn on<T>(
+        &mut self,
+        key: &str,
+        op: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, RedisError> {
+        self.router.run(Some(key), op)
+    }
+}
+
+/// One WATCH, read, decide, MULTI/EXEC round; `None` when another client changed a watched
+/// key first (nothing was applied).
+fn guarded_try<T>(
+    con: &mut redis::Connection,
+    k: &Keys,
+    keys: &[String],
+    decide: &mut impl FnMut(&[Option<String>]) -> Guarded<T>,
+) -> redis::RedisResult<Option<Guarded<T>>> {
+    let values: Vec<Option<String>> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        redis::cmd("WATCH").arg(keys).exec(con)?;
+        redis::cmd("MGET").arg(keys).query(con)?
+    };
+    let guarded = decide(&values);
+    if guarded.writes.is_empty() && guarded.jobs.is_empty() {
+        redis::cmd("UNWATCH").exec(con)?;
+        return Ok(Some(guarded));
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (key, value) in &guarded.writes {
+        match value {
+            Some(v) => pipe.set(key, v),
+            None => pipe.del(key),
+        };
+    }
+    if !guarded.jobs.is_empty() {
+        // The push script's own source: EVALSHA could meet NOSCRIPT inside EXEC.
+        let push = pipe
+            .cmd("EVAL")
+            .arg(PUSH)
+            .arg(3)
+            .arg(&k.pending)
+            .arg(&k.notify)
+            .arg(&k.attempts);
+        for job in &guarded.jobs {
+            push.arg(job.encode());
+        }
+    }
+    let reply: redis::Value = pipe.query(con)?;
+    Ok((reply != redis::Value::Nil).then_some(guarded))
+}
+
+/// `BLPOP` on `notify` for up to `timeout`; the read timeout outlasts the block meanwhile, or
+/// a late reply would be skipped.
+pub(crate) fn block_pop(
+    con: &mut redis::Connection,
+    notify: &[String],
+    timeout: Duration,
+    io: Duration,
+) -> redis::RedisResult<Option<(String, String)>> {
+    con.set_read_timeout(Some(timeout.saturating_add(redis_conn::IO_TIMEOUT)))?;
+    let reply = redis::cmd("BLPOP")
+        .arg(notify)
+        .arg(timeout.as_secs_f64())
+        .query(con);
+    con.set_read_timeout(Some(io))?;
+    reply
 }

@@ -65,35 +65,30 @@ pub struct CurrentJob {
 
 impl Queue {
     /// Writes (or refreshes) a worker's heartbeat; it vanishes after `ttl` unless refreshed.
+    /// The two keys live in different cluster slots, so they are written one by one: the
+    /// entry in the set first, so a heartbeat is never there without it.
     pub fn beat(&mut self, info: &WorkerInfo, ttl: Duration) -> Result<(), RedisError> {
         let json = serde_json::to_string(info).unwrap_or_default();
-        redis::pipe()
-            .cmd("SET")
-            .arg(keys::worker(&self.prefix, &info.id))
-            .arg(json)
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .ignore()
-            .cmd("SADD")
-            .arg(keys::workers(&self.prefix))
-            .arg(&info.id)
-            .ignore()
-            .exec(&mut self.con)
-            .map_err(|e| self.err(e))
+        let set = keys::workers(&self.prefix);
+        self.on(&set, |con| redis::cmd("SADD").arg(&set).arg(&info.id).exec(con))?;
+        let key = keys::worker(&self.prefix, &info.id);
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        self.on(&key, |con| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .exec(con)
+        })
     }
 
     /// Removes a worker's heartbeat (it is stopping).
     pub fn unregister(&mut self, id: &str) -> Result<(), RedisError> {
-        redis::pipe()
-            .cmd("DEL")
-            .arg(keys::worker(&self.prefix, id))
-            .ignore()
-            .cmd("SREM")
-            .arg(keys::workers(&self.prefix))
-            .arg(id)
-            .ignore()
-            .exec(&mut self.con)
-            .map_err(|e| self.err(e))
+        let key = keys::worker(&self.prefix, id);
+        self.on(&key, |con| redis::cmd("DEL").arg(&key).exec(con))?;
+        let set = keys::workers(&self.prefix);
+        self.on(&set, |con| redis::cmd("SREM").arg(&set).arg(id).exec(con))
     }
 
     /// The workers whose heartbeat is alive, sorted by name then id. With `prune`, the ids of
@@ -101,22 +96,13 @@ impl Queue {
     /// `status` only reads).
     pub fn workers(&mut self, prune: bool) -> Result<Vec<WorkerInfo>, RedisError> {
         let set = keys::workers(&self.prefix);
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&set)
-            .query(&mut self.con)
-            .map_err(|e| self.err(e))?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One GET per key in a pipeline rather than MGET: the keys are in different slots.
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("GET").arg(keys::worker(&self.prefix, id));
-        }
-        let values: Vec<Option<String>> = pipe.query(&mut self.con).map_err(|e| self.err(e))?;
+        let ids: Vec<String> = self.on(&set, |con| redis::cmd("SMEMBERS").arg(&set).query(con))?;
         let mut alive = Vec::new();
         let mut gone = Vec::new();
-        for (id, value) in ids.into_iter().zip(values) {
+        // One GET per key rather than MGET: the keys are in different cluster slots.
+        for id in ids {
+            let key = keys::worker(&self.prefix, &id);
+            let value: Option<String> = self.on(&key, |con| redis::cmd("GET").arg(&key).query(con))?;
             // An unreadable entry is shown as gone rather than failing the whole status.
             match value.and_then(|v| serde_json::from_str::<WorkerInfo>(&v).ok()) {
                 Some(info) => alive.push(info),
@@ -124,11 +110,7 @@ impl Queue {
             }
         }
         if prune && !gone.is_empty() {
-            redis::cmd("SREM")
-                .arg(&set)
-                .arg(&gone)
-                .exec(&mut self.con)
-                .map_err(|e| self.err(e))?;
+            self.on(&set, |con| redis::cmd("SREM").arg(&set).arg(&gone).exec(con))?;
         }
         alive.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         Ok(alive)

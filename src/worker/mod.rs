@@ -92,7 +92,8 @@ pub enum WorkerError {
 ///
 /// Fails at once when Redis cannot be reached at start; once running, it reconnects by itself.
 pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summary, WorkerError> {
-    let queue = Queue::connect(&config.redis, &config.queue.prefix)?;
+    let mut queue = Queue::connect(&config.redis, &config.queue.prefix)?;
+    queue.stop_on(shutdown);
     let drivers: Vec<&str> = config
         .broadcast
         .drivers
@@ -265,7 +266,10 @@ impl Worker {
             return;
         }
         match Queue::connect(&self.config.redis, &self.config.queue.prefix) {
-            Ok(q) => self.queue = q,
+            Ok(mut q) => {
+                q.stop_on(shutdown);
+                self.queue = q;
+            }
             Err(e) => debug!("still cannot reach Redis: {e}"),
         }
     }

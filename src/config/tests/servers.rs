@@ -268,3 +268,84 @@ fn a_multi_host_url_keeps_its_hosts_and_loses_only_the_tls_parameters() {
             .ends_with("?target_session_attrs=read-write")
     );
 }
+
+#[test]
+fn db_host_lists_hosts_as_libpq_with_db_port_or_their_own() {
+    let c = resolve(&[
+        ("DB_HOST", "pg1.example, pg2.example"),
+        ("DB_PORT", "6432"),
+        ("DB_USERNAME", "in ventory@x"),
+        ("DB_PASSWORD", AWKWARD),
+        ("DB_DATABASE", "inv/1"),
+        ("DB_SSLMODE", "verify-full"),
+    ]);
+    let url = c.database.url.expose();
+    assert!(url.contains("@pg1.example:6432,pg2.example:6432/"), "{url}");
+    assert_eq!(
+        crate::db::describe(url),
+        "pg1.example:6432,pg2.example:6432/inv/1 as in ventory@x"
+    );
+    let pg: postgres::Config = url.parse().unwrap();
+    assert_eq!(pg.get_hosts().len(), 2);
+    assert_eq!(pg.get_ports(), [6432, 6432]);
+    assert_eq!(pg.get_password(), Some(AWKWARD.as_bytes()));
+    assert_eq!(pg.get_user(), Some("in ventory@x"));
+    assert_eq!(pg.get_dbname(), Some("inv/1"));
+    // TLS settings stay out of the URL, as for one host; the session attributes are left to
+    // the connection, which asks a multi-host URL for the primary.
+    assert_eq!(c.database.tls.mode, SslMode::VerifyFull);
+    assert!(!url.contains('?'), "{url}");
+
+    // A port of its own per host, IPv6 bracketed or bare.
+    let c = resolve(&[
+        ("DB_HOST", "10.0.0.1:5433,[::1]:5434,::2,h3"),
+        ("DB_PORT", "5999"),
+    ]);
+    let pg: postgres::Config = c.database.url.expose().parse().unwrap();
+    assert_eq!(pg.get_ports(), [5433, 5434, 5999, 5999]);
+    assert_eq!(
+        crate::db::describe(c.database.url.expose()),
+        "10.0.0.1:5433,::1:5434,::2:5999,h3:5999/inventory as inventory"
+    );
+
+    for (hosts, needle) in [
+        ("h1,,h2", "host \"\" of the list"),
+        ("h1,h2:0", "bad port \"0\""),
+        ("h1,h2:x", "bad port \"x\""),
+        ("h1,[::1", "no closing ]"),
+        ("h1,h 2", "host \"h 2\" of the list"),
+    ] {
+        let msg = err(Sources {
+            env: env(&[("DB_HOST", hosts)]),
+            ..Default::default()
+        });
+        assert!(
+            msg.contains("database.host") && msg.contains(needle),
+            "{hosts}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_multi_host_url_keeps_target_session_attrs_beside_tls_parameters() {
+    let (ca, _) = pem_files("multi");
+    let url = format!(
+        "postgres://u:pw@h1:5432,h2:5433/inv?sslmode=verify-full&target_session_attrs=any&sslrootcert={}",
+        ca.display()
+    );
+    let c = resolve(&[("DATABASE_URL", &url)]);
+    assert_eq!(c.database.tls.mode, SslMode::VerifyFull);
+    assert_eq!(c.database.tls.root_cert.as_deref(), Some(ca.as_path()));
+    assert_eq!(
+        c.database.url.expose(),
+        "postgres://u:pw@h1:5432,h2:5433/inv?target_session_attrs=any"
+    );
+    let msg = err(Sources {
+        env: env(&[(
+            "DATABASE_URL",
+            "postgres://u@h1,h2/inv?target_session_attrs=primary",
+        )]),
+        ..Default::default()
+    });
+    assert!(msg.contains("database.url"), "{msg}");
+}

@@ -1,5 +1,13 @@
 //! Redis connections with timeouts and TLS, and errors that name the server (never the
-//! password).
+//! password); [`Router`] sends each command to the right node of a cluster or to the primary
+//! Sentinel names.
+
+mod router;
+pub mod slots;
+pub mod topology;
+
+pub use router::Router;
+pub use topology::{Durability, Topology};
 
 use crate::secret::Secret;
 use std::path::PathBuf;
@@ -22,6 +30,11 @@ pub struct RedisConfig {
     pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     pub client_key: Option<PathBuf>,
+    /// One server (`url`), a cluster or a Sentinel setup. When it is not [`Topology::Single`],
+    /// `url` only lends its credentials and TLS settings to every node.
+    pub topology: Topology,
+    /// Replicas to wait for, and how long to wait out a failover.
+    pub durability: Durability,
 }
 
 impl RedisConfig {
@@ -32,6 +45,43 @@ impl RedisConfig {
             ca_cert: None,
             client_cert: None,
             client_key: None,
+            topology: Topology::Single,
+            durability: Durability::default(),
+        }
+    }
+
+    /// The same settings for another server at `url` (a node of a cluster, a sentinel).
+    pub fn with_url(&self, url: &str) -> RedisConfig {
+        RedisConfig {
+            url: Secret::new(url),
+            topology: Topology::Single,
+            ..self.clone()
+        }
+    }
+
+    /// These settings for the one server at `url`, ignoring the topology.
+    fn single(&self) -> RedisConfig {
+        RedisConfig {
+            topology: Topology::Single,
+            ..self.clone()
+        }
+    }
+
+    /// The deployment as shown in messages: `host:port/db`, or the cluster's seeds, or the
+    /// sentinels and their service (never a password).
+    pub fn describe(&self) -> String {
+        let addrs = |urls: &[Secret]| {
+            urls.iter()
+                .map(|u| topology::addr_of(u.expose()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match &self.topology {
+            Topology::Single => describe(self.url.expose()),
+            Topology::Cluster { seeds } => format!("cluster {}", addrs(seeds)),
+            Topology::Sentinel { sentinels, service } => {
+                format!("sentinel service {service:?} via {}", addrs(sentinels))
+            }
         }
     }
 
@@ -150,26 +200,21 @@ pub fn error(target: &str, e: &redis::RedisError) -> RedisError {
     }
 }
 
-/// Opens a connection with connect, read and write timeouts.
+/// Opens a connection to the one server of `config.url` with connect, read and write
+/// timeouts (tools and benchmarks; the daemons use a [`Router`]).
 pub fn connect(config: &RedisConfig) -> Result<redis::Connection, RedisError> {
-    connect_within(config, IO_TIMEOUT)
+    open(config, IO_TIMEOUT).map_err(|e| error(&describe(config.url.expose()), &e))
 }
 
-/// Opens a connection; connecting (the TLS handshake included) and every later read and write
-/// give up after at most `timeout` (and connecting after at most [`CONNECT_TIMEOUT`]).
-pub fn connect_within(
-    config: &RedisConfig,
-    timeout: Duration,
-) -> Result<redis::Connection, RedisError> {
-    let target = describe(config.url.expose());
+/// Opens a connection to the server of `config.url`; connecting (the TLS handshake included)
+/// and every later read and write give up after at most `timeout` (and connecting after at
+/// most [`CONNECT_TIMEOUT`]).
+fn open(config: &RedisConfig, timeout: Duration) -> Result<redis::Connection, redis::RedisError> {
     let timeout = timeout.max(Duration::from_millis(1));
-    let client = config.client().map_err(|e| error(&target, &e))?;
-    let con = client
-        .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))
-        .map_err(|e| error(&target, &e))?;
-    con.set_read_timeout(Some(timeout))
-        .map_err(|e| error(&target, &e))?;
-    con.set_write_timeout(Some(timeout))
-        .map_err(|e| error(&target, &e))?;
+    let con = config
+        .client()?
+        .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
     Ok(con)
 }
