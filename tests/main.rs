@@ -13,6 +13,8 @@ mod packaging;
 mod pipeline;
 mod prometheus;
 mod queue;
+mod scaling;
 mod tls;
 mod tls_servers;
 mod worker;
+mod pg_failover;

@@ -98,20 +98,46 @@ pub struct Db {
     target: String,
 }
 
-/// `host:port/database as user`, for messages; never contains the password.
+/// `host:port/database as user` (`h1:port,h2:port/…` for a multi-host URL), for messages;
+/// never contains the password.
 pub fn describe(url: &str) -> String {
     let Ok(cfg) = url.parse::<postgres::Config>() else {
         return "(unparsable URL)".to_string();
     };
-    let host = match cfg.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
+    let ports = cfg.get_ports();
+    // As libpq: one port for every host, or one each.
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            postgres::config::Host::Tcp(h) => format!("{h}:{}", port(i)),
+            postgres::config::Host::Unix(p) => format!("{}:{}", p.display(), port(i)),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        format!("localhost:{}", port(0))
+    } else {
+        hosts.join(",")
     };
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
     let db = cfg.get_dbname().unwrap_or("(default)");
     let user = cfg.get_user().unwrap_or("(default)");
-    format!("{host}:{port}/{db} as {user}")
+    format!("{hosts}/{db} as {user}")
+}
+
+/// True when a URL lists several hosts and does not say which kind of server it wants: then
+/// we want the primary (`target_session_attrs=read-write`), not libpq's default `any` (the
+/// first host that answers, maybe a standby). The worker writes `failed_jobs` and the listener
+/// needs the server where changes are committed and notified, so a standby is no use to
+/// either; an explicit `target_session_attrs` is kept.
+fn wants_primary(url: &str, cfg: &postgres::Config) -> bool {
+    let explicit = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("target_session_attrs="))
+    });
+    cfg.get_hosts().len() > 1 && !explicit
 }
 
 /// The innermost cause of a postgres error: the useful part ("Connection refused").
@@ -169,6 +195,9 @@ impl Db {
             reason,
         };
         let mut cfg: postgres::Config = url.parse().map_err(|e| failed(reason(&e)))?;
+        if wants_primary(url, &cfg) {
+            cfg.target_session_attrs(postgres::config::TargetSessionAttrs::ReadWrite);
+        }
         let options = match cfg.get_options() {
             Some(own) if !own.trim().is_empty() => format!("{own} {}", server_options(config)),
             _ => server_options(config),
@@ -186,7 +215,24 @@ impl Db {
             None => cfg.connect(postgres::NoTls),
             Some(tls) => cfg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
         };
-        let client = client.map_err(|e| failed(connect_reason(&e, config.tls.mode)))?;
+        let several = cfg.get_hosts().len() > 1;
+        let client = client.map_err(|e| {
+            let why = connect_reason(&e, config.tls.mode);
+            // tokio-postgres tries the hosts in turn and returns the last one's error.
+            failed(if several {
+                let wanted = match cfg.get_target_session_attrs() {
+                    postgres::config::TargetSessionAttrs::ReadWrite => "read-write",
+                    postgres::config::TargetSessionAttrs::ReadOnly => "read-only",
+                    _ => "any",
+                };
+                format!(
+                    "no host took a session (target_session_attrs={wanted}); the last one \
+                     tried: {why}"
+                )
+            } else {
+                why
+            })
+        })?;
         Ok(Db { client, target })
     }
 
@@ -210,5 +256,34 @@ impl Db {
     /// The server as shown in messages.
     pub fn target(&self) -> &str {
         &self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_host_url_names_every_host_and_wants_the_primary_unless_told() {
+        let url = "postgres://u:pw@h1:5432,h2:5433/inv";
+        let cfg: postgres::Config = url.parse().unwrap();
+        assert_eq!(describe(url), "h1:5432,h2:5433/inv as u");
+        // A port for each host, or one for all (libpq's key=value form).
+        assert_eq!(
+            describe("postgres://u@h1,h2:6000/inv"),
+            "h1:5432,h2:6000/inv as u"
+        );
+        assert_eq!(
+            describe("host=h1,h2 port=6000 user=u dbname=inv"),
+            "h1:6000,h2:6000/inv as u"
+        );
+        assert!(wants_primary(url, &cfg));
+        for explicit in ["any", "read-write"] {
+            let url = format!("{url}?connect_timeout=3&target_session_attrs={explicit}");
+            assert!(!wants_primary(&url, &url.parse().unwrap()), "{url}");
+        }
+        let one = "postgres://u:pw@h1:5432/inv";
+        assert_eq!(describe(one), "h1:5432/inv as u");
+        assert!(!wants_primary(one, &one.parse().unwrap()));
     }
 }

@@ -3,6 +3,7 @@
 //! an error.
 
 use super::{DatabaseConfig, Db, DbError, failed};
+use log::debug;
 
 /// Writes failed jobs, connecting on first use.
 pub struct Recorder {
@@ -19,8 +20,13 @@ impl Recorder {
         }
     }
 
-    /// Records a failed job ([`failed::record`]). After an error the connection is dropped,
-    /// so the next call starts from a fresh one.
+    /// Records a failed job ([`failed::record`]).
+    ///
+    /// The connection kept from an earlier job may lead to a server that has since stopped,
+    /// or been demoted to a read-only standby (SQLSTATE 25006) while another was promoted:
+    /// when it fails, the write is tried once more on a fresh connection, which finds the
+    /// primary of a multi-host URL. The insert is idempotent, so trying it twice is safe. After
+    /// an error no connection is kept, so the next call starts from a fresh one.
     pub fn record(
         &mut self,
         uuid: &str,
@@ -28,15 +34,18 @@ impl Recorder {
         payload: &str,
         exception: &str,
     ) -> Result<(), DbError> {
-        let db = match self.db.take() {
-            Some(db) => db,
-            None => Db::connect(&self.config)?,
-        };
-        let db = self.db.insert(db);
-        let result = failed::record(db, uuid, queue, payload, exception);
-        if result.is_err() {
-            self.db = None;
+        if let Some(mut db) = self.db.take() {
+            match failed::record(&mut db, uuid, queue, payload, exception) {
+                Ok(()) => {
+                    self.db = Some(db);
+                    return Ok(());
+                }
+                Err(e) => debug!("recording on the kept connection failed ({e}); reconnecting"),
+            }
         }
-        result
+        let mut db = Db::connect(&self.config)?;
+        failed::record(&mut db, uuid, queue, payload, exception)?;
+        self.db = Some(db);
+        Ok(())
     }
 }

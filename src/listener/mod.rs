@@ -5,6 +5,8 @@
 //! replayed one never (see [`payload`]).
 //! An outer loop owns reconnection (with backoff) and an inner session does the work. Every
 //! new session re-rates the current count, so a change made while we were away is not missed.
+//! Only a primary will do: a standby is refused, and with a multi-host URL each reconnect
+//! finds whichever host is the primary now (after a failover, the promoted one).
 //! While Redis is down only the latest alert is kept, and it is dispatched once Redis is back.
 //!
 //! Broadcasts go out for every count at or above the minimum severity. When Slack or email is
@@ -65,6 +67,10 @@ const POLL: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_secs(1);
 /// How often a standby listener tries to take the lock: the takeover delay after a failure.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
+/// Longest wait between tries to reach PostgreSQL again (the shared backoff goes up to 10 s):
+/// a standby promoted during an outage is found within this, plus one connect timeout for each
+/// unreachable host listed before it.
+const RECONNECT_CAP: Duration = Duration::from_secs(2);
 
 /// Quotes a PostgreSQL identifier, so a channel name is never spliced into SQL.
 pub fn quote_ident(name: &str) -> String {
@@ -76,7 +82,7 @@ pub fn quote_ident(name: &str) -> String {
 /// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
 /// seen immediately); once running, it reconnects by itself.
 pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
-    let mut db = Db::connect_as(&config.database, APP_NAME)?;
+    let mut db = connect(config)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter::new(config, dispatcher);
     alerter.metrics = serve_metrics(config)?;
@@ -138,15 +144,37 @@ fn reconnect(
     loop {
         metric(alerter, Metrics::tick);
         let (delay, _) = pg.failed();
-        if shutdown.sleep(delay) {
+        if shutdown.sleep(delay.min(RECONNECT_CAP)) {
             return None;
         }
         alerter.flush();
-        match Db::connect_as(&config.database, APP_NAME) {
+        match connect(config) {
             Ok(db) => return Some(db),
             Err(e) => debug!("still cannot reach PostgreSQL: {e}"),
         }
     }
+}
+
+/// Connects, and refuses a server in recovery (a standby): LISTEN works there, but nothing
+/// is ever notified (NOTIFY is not replicated) and the advisory lock is that server's own. A
+/// multi-host URL without `target_session_attrs` asks for the primary already ([`Db`]); this
+/// catches a URL that names a standby, or says `target_session_attrs=any`.
+fn connect(config: &Config) -> Result<Db, DbError> {
+    let mut db = Db::connect_as(&config.database, APP_NAME)?;
+    let standby: bool = db
+        .client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| db.error(e))?
+        .get(0);
+    if standby {
+        return Err(DbError::Connect {
+            target: db.target().to_string(),
+            reason: "the server is a standby (in recovery), where no change is notified; name \
+                     the primary, or list every host with target_session_attrs=read-write"
+                .into(),
+        });
+    }
+    Ok(db)
 }
 
 /// One connection's life: check the schema (and read the signing key), become the active

@@ -19,6 +19,10 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 const MAX_REDIRECTS: usize = 5;
 /// The node of a [`Topology::Single`] server.
 const SINGLE: &str = "";
+/// How long the primary Sentinel named is used before the sentinels are asked again. Right
+/// after a failover the old primary still accepts writes until Sentinel demotes it (seconds
+/// later); this bounds how long a client that did not notice keeps writing there.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Why one try failed.
 enum Failed {
@@ -41,7 +45,8 @@ pub struct Router {
     failover: Duration,
     nodes: HashMap<String, redis::Connection>,
     slots: SlotMap,
-    primary: Option<String>,
+    /// The primary Sentinel named, and when it was last confirmed.
+    primary: Option<(String, Instant)>,
     shutdown: Option<Shutdown>,
 }
 
@@ -185,27 +190,41 @@ impl Router {
     fn await_replicas(&mut self, addr: &str, deadline: Instant) -> Result<(), Failed> {
         let want = i64::from(self.config.durability.wait_replicas);
         let wait = self.config.durability.wait_timeout;
-        let io = self.timeout;
         let until = deadline.max(Instant::now() + wait);
+        loop {
+            let acked = self.wait_once(addr, want, wait)?;
+            if acked >= want {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(Failed::NotReplicated {
+                    addr: addr.to_string(),
+                    acked,
+                });
+            }
+            if !self.still_primary(addr) {
+                // A primary cut off by a failover: what it took is lost when it is demoted,
+                // so the write is made again on the new one.
+                return Err(Failed::Resolve(format!(
+                    "{addr} is no longer the primary; the write is made again on the new one"
+                )));
+            }
+        }
+    }
+
+    /// One `WAIT want wait` on `addr`: how many replicas confirmed.
+    fn wait_once(&mut self, addr: &str, want: i64, wait: Duration) -> Result<i64, Failed> {
+        let io = self.timeout;
         let con = self.connection(addr)?;
         let on = |error| Failed::Redis {
             addr: addr.to_string(),
             error,
         };
         con.set_read_timeout(Some(wait + io)).map_err(on)?;
-        let mut acked = 0;
-        while acked < want && Instant::now() < until {
-            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            acked = redis::cmd("WAIT").arg(want).arg(ms).query(con).map_err(on)?;
-        }
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let acked = redis::cmd("WAIT").arg(want).arg(ms).query(con).map_err(on)?;
         con.set_read_timeout(Some(io)).map_err(on)?;
-        if acked < want {
-            return Err(Failed::NotReplicated {
-                addr: addr.to_string(),
-                acked,
-            });
-        }
-        Ok(())
+        Ok(acked)
     }
 
     /// The node that serves `key`, or any primary for `None`.
@@ -213,12 +232,8 @@ impl Router {
         match &self.config.topology {
             Topology::Single => Ok(SINGLE.to_string()),
             Topology::Sentinel { .. } => match &self.primary {
-                Some(addr) => Ok(addr.clone()),
-                None => {
-                    let addr = self.ask_sentinels()?;
-                    self.primary = Some(addr.clone());
-                    Ok(addr)
-                }
+                Some((addr, at)) if at.elapsed() < RECHECK => Ok(addr.clone()),
+                _ => self.find_primary(),
             },
             Topology::Cluster { .. } => {
                 if self.slots.is_empty() {
@@ -254,9 +269,10 @@ impl Router {
         if matches!(self.config.topology, Topology::Sentinel { .. }) {
             // A sentinel may still name the old primary while it fails over.
             let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con).map_err(on)?;
-            if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+            if !is_primary(&role) {
                 return Err(Failed::Resolve(format!(
-                    "{addr} is not the primary yet (a failover is in progress)"
+                    "{addr} is not the primary yet (a failover is in progress; ROLE says {:?})",
+                    role.first()
                 )));
             }
         }
@@ -281,12 +297,50 @@ impl Router {
         Ok(self.config.with_url(&url))
     }
 
-    /// Asks the sentinels, in order, where the primary is.
-    fn ask_sentinels(&self) -> Result<String, Failed> {
+    /// The first address the sentinels name that answers as a primary: right after a
+    /// failover some sentinels still name the old one (it now answers as a replica).
+    fn find_primary(&mut self) -> Result<String, Failed> {
+        let mut last = Failed::Resolve("no sentinel named a primary".into());
+        for addr in self.ask_sentinels()? {
+            match self.connection(&addr) {
+                Ok(_) => {
+                    if let Some((old, _)) = &self.primary
+                        && *old != addr
+                    {
+                        log::info!("Redis primary moved from {old} to {addr} (Sentinel)");
+                        let old = old.clone();
+                        self.nodes.remove(&old);
+                    }
+                    self.primary = Some((addr.clone(), Instant::now()));
+                    return Ok(addr);
+                }
+                Err(failed) => last = failed,
+            }
+        }
+        Err(last)
+    }
+
+    /// True while `addr` is still the primary: the one Sentinel names, or a node that says
+    /// it is a primary.
+    fn still_primary(&mut self, addr: &str) -> bool {
+        if matches!(self.config.topology, Topology::Sentinel { .. }) {
+            self.primary = None;
+            return self.find_primary().is_ok_and(|p| p == addr);
+        }
+        let Ok(con) = self.connection(addr) else {
+            return false;
+        };
+        let role: redis::RedisResult<Vec<redis::Value>> = redis::cmd("ROLE").query(con);
+        role.is_ok_and(|r| is_primary(&r))
+    }
+
+    /// Asks every sentinel where the primary is; the distinct answers, in sentinel order.
+    fn ask_sentinels(&self) -> Result<Vec<String>, Failed> {
         let Topology::Sentinel { sentinels, service } = &self.config.topology else {
             return Err(Failed::Resolve("not a sentinel setup".into()));
         };
         let mut last = String::from("no sentinel is configured");
+        let mut named: Vec<String> = Vec::new();
         for sentinel in sentinels {
             let config = self.config.with_url(sentinel.expose());
             let asked = super::open(&config, self.timeout.min(super::CONNECT_TIMEOUT)).and_then(
@@ -298,14 +352,26 @@ impl Router {
                 },
             );
             let at = topology::addr_of(sentinel.expose());
-            match asked {
-                Ok(Some((host, port))) if host.contains(':') => return Ok(format!("[{host}]:{port}")),
-                Ok(Some((host, port))) => return Ok(format!("{host}:{port}")),
-                Ok(None) => last = format!("sentinel {at} does not know service {service:?}"),
-                Err(e) => last = format!("sentinel {at}: {}", super::error(&at, &e).reason),
+            let addr = match asked {
+                Ok(Some((host, port))) if host.contains(':') => format!("[{host}]:{port}"),
+                Ok(Some((host, port))) => format!("{host}:{port}"),
+                Ok(None) => {
+                    last = format!("sentinel {at} does not know service {service:?}");
+                    continue;
+                }
+                Err(e) => {
+                    last = format!("sentinel {at}: {}", super::error(&at, &e).reason);
+                    continue;
+                }
+            };
+            if !named.contains(&addr) {
+                named.push(addr);
             }
         }
-        Err(Failed::Resolve(last))
+        if named.is_empty() {
+            return Err(Failed::Resolve(last));
+        }
+        Ok(named)
     }
 
     /// Reads the slot map from the first node that answers: known primaries, then seeds.
@@ -465,4 +531,9 @@ fn transient(failed: &Failed) -> bool {
         // A client blocked on a primary that became a replica is told `UNBLOCKED`.
         _ => error.code() == Some("UNBLOCKED"),
     }
+}
+
+/// True for a `ROLE` reply of a primary.
+fn is_primary(role: &[redis::Value]) -> bool {
+    matches!(role.first(), Some(redis::Value::BulkString(r)) if r.as_slice() == b"master")
 }

@@ -9,6 +9,7 @@ pub mod fake_webhook;
 pub mod http;
 pub mod private;
 pub mod tls;
+pub mod topology;
 
 // Shared by the test, fault and bench binaries; not every one names it this way.
 #[allow(unused_imports)]

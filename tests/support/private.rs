@@ -272,27 +272,97 @@ impl PgServer {
         std::fs::write(self.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
     }
 
+    /// A streaming replica (hot standby) of `primary`, a plain server: `pg_basebackup -R`
+    /// over TCP as `postgres` (initdb's pg_hba.conf trusts replication from 127.0.0.1, and
+    /// PostgreSQL 15's defaults `wal_level = replica`, `max_wal_senders = 10` allow it), then
+    /// started on a port of its own. It holds every database of the primary, and follows it
+    /// until [`PgServer::promote`].
+    pub fn start_replica_of(primary: &PgServer) -> PgServer {
+        assert!(
+            !primary.socket_admin,
+            "a replica of a plain (trust over TCP) server only"
+        );
+        let pg = PgServer::empty(primary.durability, false);
+        let mut backup = pg.cmd("pg_basebackup");
+        backup
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-R",
+                "--no-sync",
+            ])
+            .arg("-D")
+            .arg(pg.data());
+        let out = output_within(&mut backup, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        assert!(pg.in_recovery(), "the replica runs as a standby");
+        pg
+    }
+
+    /// Whether the server is a standby (`pg_is_in_recovery()`).
+    pub fn in_recovery(&self) -> bool {
+        self.admin()
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .expect("ask pg_is_in_recovery()")
+            .get(0)
+    }
+
+    /// Waits until this replica has replayed everything `primary` had written when called.
+    pub fn wait_caught_up(&self, primary: &PgServer) {
+        let lsn: String = primary
+            .admin()
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .expect("the primary's WAL position")
+            .get(0);
+        let mut admin = self.admin();
+        wait_until(
+            "the replica replaying the primary's WAL",
+            super::DEADLINE,
+            || {
+                admin
+                    .query_one(
+                        "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                        &[&lsn],
+                    )
+                    .is_ok_and(|row| row.get::<_, Option<bool>>(0) == Some(true))
+            },
+        );
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote -w`) and waits until it takes writes
+    /// (`pg_is_in_recovery()` false).
+    pub fn promote(&self) {
+        let mut promote = self.cmd("pg_ctl");
+        promote
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "30", "promote"]);
+        let out = output_within(&mut promote, Duration::from_secs(40));
+        assert!(
+            out.status.success(),
+            "pg_ctl promote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(
+            "the promoted server leaving recovery",
+            super::DEADLINE,
+            || !self.in_recovery(),
+        );
+    }
+
     /// Creates the cluster (initdb) without starting it.
     fn init(durability: Durability, socket_admin: bool) -> PgServer {
-        let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
-        std::fs::create_dir_all(&dir).expect("pg dir");
-        let as_root = is_root();
-        if as_root {
-            // PostgreSQL refuses to run as root.
-            let ok = Command::new("chown")
-                .arg("postgres:")
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(ok.success(), "chown the private cluster to postgres");
-        }
-        let pg = PgServer {
-            port: free_port(),
-            durability,
-            dir,
-            as_root,
-            socket_admin,
-        };
+        let pg = PgServer::empty(durability, socket_admin);
         let data = pg.data();
         let out = pg
             .cmd("initdb")
@@ -314,6 +384,29 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         pg
+    }
+
+    /// A server's dir (owned by postgres when we run as root) and port, with no cluster yet.
+    fn empty(durability: Durability, socket_admin: bool) -> PgServer {
+        let dir = std::env::temp_dir().join(format!("ib-pg-{}", super::tag()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let as_root = is_root();
+        if as_root {
+            // PostgreSQL refuses to run as root.
+            let ok = Command::new("chown")
+                .arg("postgres:")
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown the private cluster to postgres");
+        }
+        PgServer {
+            port: free_port(),
+            durability,
+            dir,
+            as_root,
+            socket_admin,
+        }
     }
 
     fn data(&self) -> PathBuf {

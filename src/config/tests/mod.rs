@@ -4,6 +4,7 @@
 mod bounds;
 mod delivery;
 mod servers;
+mod topology;
 
 use super::files::exposed_secrets;
 use super::keys::KEYS;
