@@ -200,9 +200,10 @@ fn a_slot_migration_of_the_queues_slot_mid_stream_loses_nothing() {
     let worker = w.spawn("queue-work", &[]);
     worker.wait_for_log("working queue(s)");
     let slot = RedisCluster::slot_of(&key);
-    let (acked, _) = stream(&w, &name, 400, || {
+    let (acked, slowest) = stream(&w, &name, 400, || {
         cluster.migrate_slot_slowly(slot, target, Duration::from_millis(20));
     });
+    println!("migration: longest push {:.0} ms", slowest.as_secs_f64() * 1e3);
     assert_eq!(cluster.owner_of_key(&key), target, "the slot moved");
     assert_eq!(acked.len(), 400, "every push succeeded during the migration");
     await_counts(&sub, &acked, DEADLINE);
@@ -296,4 +297,41 @@ fn alive(p: &Proc) -> bool {
             rest.split_whitespace().next().map(|state| state != "Z")
         })
         .unwrap_or(false)
+}
+
+#[test]
+fn notify_during_a_cluster_failover_waits_and_the_blocked_worker_follows() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut w = cluster_world(&cluster);
+    let name = cluster.pick_queue_names(1, &w.prefix).remove(0);
+    w.set("INVENTORY_QUEUE", &name);
+    let holder = cluster.owner_of_key(&queue_key(&w.prefix, &name));
+    let elsewhere = cluster
+        .primary_ports()
+        .into_iter()
+        .find(|p| *p != holder)
+        .expect("another primary");
+    let sub = w.subscribe_at(&cluster.url_of(elsewhere));
+    let worker = w.spawn("queue-work", &[]);
+    worker.wait_for_log("working queue(s)");
+    // The worker is blocked on the queue's node when it dies; its replica takes over after
+    // the cluster's node timeout (2 s here).
+    cluster.kill(holder);
+    let started = Instant::now();
+    let out = w.run("notify", &["--count", "77"]);
+    let waited = started.elapsed();
+    assert!(
+        out.status.success(),
+        "notify failed during the failover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the worker broadcasts from the promoted node", DEADLINE, || {
+        counts(&sub).contains(&77).then_some(())
+    });
+    println!(
+        "notify waited {:.1} s for the failover; broadcast {:.1} s after the kill",
+        waited.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_ne!(cluster.owner_of_key(&queue_key(&w.prefix, &name)), holder);
 }

@@ -53,20 +53,30 @@ fn redis_server(what: &str, server: &RedisConfig, out: &mut Vec<String>) {
              self-signed test server only)"
         ));
     }
-    let Ok(client) = redis::Client::open(server.url.expose()) else {
-        return;
-    };
-    let info = client.get_connection_info();
-    let host = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, _) => host.clone(),
-        _ => return,
-    };
-    if info.redis_settings().password().is_some() && !is_loopback(&host) {
-        out.push(format!(
-            "the password of {what} goes to {host} in plain text (redis://); use rediss:// \
-             or REDIS_SCHEME=tls"
-        ));
+    let mut warned: Vec<String> = Vec::new();
+    for url in server.urls() {
+        let Some(host) = plain_password_host(url.expose()) else {
+            continue;
+        };
+        if !warned.contains(&host) {
+            out.push(format!(
+                "the password of {what} goes to {host} in plain text (redis://); use \
+                 rediss:// or REDIS_SCHEME=tls"
+            ));
+            warned.push(host);
+        }
     }
+}
+
+/// The host a `redis://` URL sends its password to in plain text, when that is not this
+/// machine.
+fn plain_password_host(url: &str) -> Option<String> {
+    let client = redis::Client::open(url).ok()?;
+    let info = client.get_connection_info();
+    let redis::ConnectionAddr::Tcp(host, _) = info.addr() else {
+        return None;
+    };
+    (info.redis_settings().password().is_some() && !is_loopback(host)).then(|| host.clone())
 }
 
 fn delivery(config: &Config, out: &mut Vec<String>) {

@@ -95,21 +95,29 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Connects to Redis at `url`; keys live under `prefix`.
+    /// Connects to Redis at `url`; keys live under `prefix`. A cluster or Sentinel failover
+    /// in progress is waited out, here and in every later command.
     pub fn connect(server: &RedisConfig, prefix: &str) -> Result<Queue, RedisError> {
-        Queue::connect_within(server, prefix, redis_conn::IO_TIMEOUT)
+        Queue::open(Router::lazy(server, redis_conn::IO_TIMEOUT), server, prefix)
     }
 
-    /// Connects with every command bounded by `timeout` (probes use a short one).
+    /// Connects with every command bounded by `timeout` and no failover waited out: for
+    /// health probes, which must answer within their own deadline.
     pub fn connect_within(
         server: &RedisConfig,
         prefix: &str,
         timeout: Duration,
     ) -> Result<Queue, RedisError> {
+        let router = Router::lazy(server, timeout).without_failover_wait();
+        Queue::open(router, server, prefix)
+    }
+
+    fn open(mut router: Router, server: &RedisConfig, prefix: &str) -> Result<Queue, RedisError> {
+        router.ping()?;
         Ok(Queue {
-            router: Router::connect(server, timeout)?,
+            router,
             server: server.clone(),
-            timeout,
+            timeout: redis_conn::IO_TIMEOUT,
             waiters: None,
             shutdown: None,
             prefix: prefix.to_string(),
@@ -320,9 +328,7 @@ impl Queue {
 
     /// Proves the connection works (`PING`).
     pub fn ping(&mut self) -> Result<(), RedisError> {
-        self.router
-            .run(None, |con| redis::cmd("PING").query::<String>(con))
-            .map(drop)
+        self.router.ping()
     }
 
     /// The server as shown in messages.

@@ -85,6 +85,18 @@ impl RedisConfig {
         }
     }
 
+    /// Every URL a connection may be opened with: the server's, each cluster seed's, each
+    /// sentinel's (a cluster's other nodes share the seeds' scheme and credentials).
+    pub fn urls(&self) -> Vec<&Secret> {
+        let mut urls = vec![&self.url];
+        match &self.topology {
+            Topology::Single => {}
+            Topology::Cluster { seeds } => urls.extend(seeds),
+            Topology::Sentinel { sentinels, .. } => urls.extend(sentinels),
+        }
+        urls
+    }
+
     /// True for `rediss://`.
     pub fn is_tls(&self) -> bool {
         self.url.expose().starts_with("rediss://")

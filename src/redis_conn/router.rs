@@ -55,8 +55,13 @@ impl Router {
     /// every command is bounded by `timeout`. A failover in progress is waited out.
     pub fn connect(config: &RedisConfig, timeout: Duration) -> Result<Router, RedisError> {
         let mut router = Router::lazy(config, timeout);
-        router.run(None, |con| redis::cmd("PING").exec(con))?;
+        router.ping()?;
         Ok(router)
+    }
+
+    /// Proves a primary answers (`PING`), finding it first when needed.
+    pub fn ping(&mut self) -> Result<(), RedisError> {
+        self.run(None, |con| redis::cmd("PING").exec(con))
     }
 
     /// A router that connects on its first command.
@@ -380,8 +385,12 @@ impl Router {
             return Err(Failed::Resolve("not a cluster".into()));
         };
         let mut candidates: Vec<String> = self.nodes.keys().cloned().collect();
-        candidates.extend(seeds.iter().map(|s| topology::addr_of(s.expose())));
-        candidates.dedup();
+        for seed in seeds {
+            let addr = topology::addr_of(seed.expose());
+            if !candidates.contains(&addr) {
+                candidates.push(addr);
+            }
+        }
         let mut last = String::from("no cluster seed node is configured");
         for addr in candidates {
             let reply = self.connection(&addr).and_then(|con| {

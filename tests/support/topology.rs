@@ -26,6 +26,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// Redis Cluster's slot count.
 pub const SLOTS: u16 = 16384;
 
+/// A node's slot map: `(first slot, last slot, primary port)`, sorted.
+pub type SlotMap = Vec<(u16, u16, u16)>;
+
 /// Polls `check` until it returns `Ok`; at the deadline panics with `what`, the last `Err`
 /// (what was still missing) and `logs()`.
 fn wait_for<T>(
@@ -218,7 +221,7 @@ impl Probe {
     }
 
     /// The slot → primary port map this node has (`CLUSTER SLOTS`): `(first, last, port)`.
-    fn slot_map(&mut self) -> Result<Vec<(u16, u16, u16)>, String> {
+    fn slot_map(&mut self) -> Result<SlotMap, String> {
         let port = self.port;
         let v: redis::Value = self.query(redis::cmd("CLUSTER").arg("SLOTS"))?;
         let redis::Value::Array(ranges) = v else {
@@ -289,7 +292,7 @@ impl Node {
             last_log = node.log_tail(30);
         }
         panic!(
-            "could not start a private redis-server in {} (is it installed? scripts/services)\n{last_log}",
+            "could not start a private redis-server in {} (is it installed?)\n{last_log}",
             dir.display()
         );
     }
@@ -513,9 +516,9 @@ impl RedisCluster {
                 };
                 c.push_str(&format!(
                     "bind 127.0.0.1\ndaemonize no\ndir {d}\nlogfile {log}\nloglevel notice\n\
-                     save \"\"\nappendonly no\nrepl-diskless-sync-delay 0\ncluster-enabled yes\ncluster-config-file {nodes}\n\
-                     cluster-port {bus}\ncluster-node-timeout 2000\n\
-                     cluster-allow-replica-migration no\n",
+                     save \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n\
+                     cluster-enabled yes\ncluster-config-file {nodes}\ncluster-port {bus}\n\
+                     cluster-node-timeout 2000\ncluster-allow-replica-migration no\n",
                     d = conf_path(&node_dir),
                     log = conf_path(&node_dir.join("log")),
                     nodes = conf_path(&node_dir.join("nodes.conf")),
@@ -700,7 +703,7 @@ impl RedisCluster {
     }
 
     /// The slot → primary port map as `port` sees it (`CLUSTER SLOTS`): `(first, last, port)`.
-    fn slot_map_at(&self, port: u16) -> Result<Vec<(u16, u16, u16)>, String> {
+    fn slot_map_at(&self, port: u16) -> Result<SlotMap, String> {
         self.access.open(port)?.slot_map()
     }
 
@@ -760,7 +763,7 @@ impl RedisCluster {
     }
 
     /// The slot map of the first live node that answers.
-    fn slot_map(&self) -> Vec<(u16, u16, u16)> {
+    fn slot_map(&self) -> SlotMap {
         let ports = self.live_ports();
         ports
             .iter()
@@ -797,7 +800,7 @@ impl RedisCluster {
             within,
             || self.logs(),
             || {
-                let mut first_map: Option<(u16, Vec<(u16, u16, u16)>)> = None;
+                let mut first_map: Option<(u16, SlotMap)> = None;
                 // What each node says of itself, and what each thinks of every node: a manual
                 // failover, for one, needs the primary to know its replica as such.
                 let mut own: HashMap<String, (bool, String)> = HashMap::new();
@@ -1417,7 +1420,7 @@ impl SentinelGroup {
         self.data.iter().map(|n| n.port).collect()
     }
 
-    /// What `ROLE` says about a data node.
+    /// What `ROLE` says about a data node or a sentinel.
     pub fn role(&self, port: u16) -> Result<Role, String> {
         if self.sentinels.iter().any(|n| n.port == port) {
             self.sentinel_access.role(port)
@@ -1468,6 +1471,13 @@ impl SentinelGroup {
                 }
             },
         );
+        self.wait_new_primary(old)
+    }
+
+    /// Waits (30 s) until every live sentinel names a primary other than `old`, the same one,
+    /// and that server's `ROLE` is master; returns its port. For a failover the sentinels start
+    /// by themselves, e.g. after `kill(primary_port())` (`down-after-milliseconds` is 1 s).
+    pub fn wait_new_primary(&self, old: u16) -> u16 {
         wait_for(
             &format!("sentinels to promote a replica of {old}"),
             FAILOVER_DEADLINE,

@@ -138,3 +138,22 @@ fn durability_settings_and_their_bounds() {
         assert!(e.contains(key), "{key}={bad}: {e}");
     }
 }
+
+#[test]
+fn a_plain_text_password_to_a_remote_node_or_sentinel_is_warned_about_once_per_host() {
+    let c = resolve(&[
+        ("REDIS_URL", "redis://:pw@127.0.0.1:6379"),
+        ("REDIS_CLUSTER_NODES", "10.0.0.1:7000,10.0.0.1:7001,127.0.0.1:7002"),
+    ]);
+    let warnings = c.warnings();
+    let about = |host: &str| warnings.iter().filter(|w| w.contains(host)).count();
+    // Two seeds on one host, and the broadcast Redis is the same cluster: one line.
+    assert_eq!(about("10.0.0.1"), 1, "{warnings:?}");
+    assert!(!warnings.iter().any(|w| w.contains("pw")), "{warnings:?}");
+    let c = resolve(&[
+        ("REDIS_URL", "rediss://:pw@127.0.0.1:6379"),
+        ("REDIS_SENTINELS", "10.0.0.2:26379"),
+        ("REDIS_SENTINEL_PASSWORD", "sentry"),
+    ]);
+    assert!(c.warnings().is_empty(), "TLS everywhere: {:?}", c.warnings());
+}
