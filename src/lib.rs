@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod event;
+pub mod heartbeat;
 pub mod host;
 pub mod http;
 pub mod listener;

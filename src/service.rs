@@ -6,6 +6,7 @@ use crate::event::Alert;
 use crate::notify::policy::{Decision, Policy, State};
 use crate::notify::{Channel, Notice, NoticeKind};
 use crate::queue::job::Kind;
+use crate::queue::recent::RecentAlert;
 use crate::queue::{Guarded, Job, Queue};
 use crate::redis_conn::RedisError;
 use std::time::SystemTime;
@@ -63,7 +64,21 @@ impl Dispatcher {
             .flat_map(|a| jobs_for(&self.config, a))
             .collect();
         self.queue.push(&self.config.queue.names[0], &jobs)?;
+        self.remember(alerts, &jobs);
         Ok(jobs)
+    }
+
+    /// Adds the alerts that went out as jobs to the recent list (the dashboard's). Best
+    /// effort: the jobs are queued already, and a list that missed one only shows less.
+    fn remember(&mut self, alerts: &[Alert], jobs: &[Job]) {
+        let recent: Vec<RecentAlert> = alerts
+            .iter()
+            .map(|a| RecentAlert::new(a, jobs))
+            .filter(|r| !r.jobs.is_empty())
+            .collect();
+        if let Err(e) = self.queue.remember(&self.config.queue.names[0], &recent) {
+            log::debug!("cannot add to the recent alerts: {e}");
+        }
     }
 
     /// Pushes the jobs `plan` asks for. The policy's state and the jobs are written in one
@@ -80,7 +95,9 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        Ok(self.decide(alert, plan.people, now, broadcast, true)?.1)
+        let jobs = self.decide(alert, plan.people, now, broadcast, true)?.1;
+        self.remember(std::slice::from_ref(alert), &jobs);
+        Ok(jobs)
     }
 
     /// Decides and records what people are told about `alert`, without queueing anything:

@@ -212,8 +212,12 @@ fn status_matches_the_keys_and_shows_named_workers() {
     let long = Duration::from_secs(60);
     q.pop("default", 1, long, false).unwrap();
     let r = q.pop("default", 1, long, false).unwrap().jobs.remove(0);
-    q.finish("default", &[(&r, Outcome::RetryAfter(long))])
-        .unwrap();
+    q.finish(
+        "default",
+        &[(&r, Outcome::RetryAfter(long))],
+        &Default::default(),
+    )
+    .unwrap();
     q.push_raw("bad", &[b"garbage".to_vec()]).unwrap();
     let mut db = Db::connect(&inventory_broadcast::db::DatabaseConfig::plain(
         &w.db.url.clone(),

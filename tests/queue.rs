@@ -29,7 +29,7 @@ fn push_pop_ack_in_order() {
     let sizes = q.sizes("default").unwrap();
     assert_eq!((sizes.pending, sizes.reserved), (1, 2));
     let done: Vec<_> = popped.jobs.iter().map(|r| (r, Outcome::Done)).collect();
-    assert_eq!(q.finish("default", &done).unwrap(), 2);
+    assert_eq!(q.finish("default", &done, &Default::default()).unwrap(), 2);
     let sizes = q.sizes("default").unwrap();
     assert_eq!((sizes.pending, sizes.reserved), (1, 0));
     // Every pushed job left one notify entry, and reserving took one per job.
@@ -106,9 +106,17 @@ fn an_expired_reservation_comes_back_as_attempt_2() {
     assert_eq!(second.raw, first.raw);
     assert_eq!(second.attempts, 2);
     // The first worker wakes up late: its stale reservation must not remove the new one.
-    assert_eq!(q.finish("default", &[(&first, Outcome::Done)]).unwrap(), 0);
+    assert_eq!(
+        q.finish("default", &[(&first, Outcome::Done)], &Default::default())
+            .unwrap(),
+        0
+    );
     assert_eq!(q.sizes("default").unwrap().reserved, 1);
-    assert_eq!(q.finish("default", &[(&second, Outcome::Done)]).unwrap(), 1);
+    assert_eq!(
+        q.finish("default", &[(&second, Outcome::Done)], &Default::default())
+            .unwrap(),
+        1
+    );
     assert_eq!(q.sizes("default").unwrap().reserved, 0);
 }
 
@@ -122,6 +130,7 @@ fn a_released_job_waits_its_backoff() {
     q.finish(
         "default",
         &[(&r, Outcome::RetryAfter(Duration::from_millis(300)))],
+        &Default::default(),
     )
     .unwrap();
     let popped = q.pop("default", 1, LONG, false).unwrap();
@@ -181,7 +190,12 @@ fn a_released_job_goes_back_to_the_head_without_counting_an_attempt() {
     let mut popped = q.pop("default", 2, LONG, false).unwrap().jobs;
     let second = popped.pop().unwrap();
     assert_eq!(
-        q.finish("default", &[(&second, Outcome::Release)]).unwrap(),
+        q.finish(
+            "default",
+            &[(&second, Outcome::Release)],
+            &Default::default()
+        )
+        .unwrap(),
         1
     );
     let sizes = q.sizes("default").unwrap();

@@ -110,7 +110,11 @@ fn a_cluster_runs_the_pipeline_with_two_workers_on_queues_held_by_two_nodes() {
     );
     let mut all = counts(&sub);
     all.sort_unstable();
-    assert_eq!(all, [20, 21, 22, 23, 24, 25, 999], "exactly the expected broadcasts");
+    assert_eq!(
+        all,
+        [20, 21, 22, 23, 24, 25, 999],
+        "exactly the expected broadcasts"
+    );
     assert_eq!(sub.all().len(), 7, "no duplicate broadcasts");
 }
 
@@ -175,7 +179,11 @@ fn a_cluster_failover_of_the_queues_node_mid_stream_loses_no_acknowledged_job() 
         promoted,
         "the queue moved to the promoted replica"
     );
-    assert_eq!(acked.len(), 400, "every push succeeded within the failover timeout");
+    assert_eq!(
+        acked.len(),
+        400,
+        "every push succeeded within the failover timeout"
+    );
     await_counts(&sub, &acked, DEADLINE);
     println!(
         "failover: longest push {:.0} ms",
@@ -203,9 +211,16 @@ fn a_slot_migration_of_the_queues_slot_mid_stream_loses_nothing() {
     let (acked, slowest) = stream(&w, &name, 400, || {
         cluster.migrate_slot_slowly(slot, target, Duration::from_millis(20));
     });
-    println!("migration: longest push {:.0} ms", slowest.as_secs_f64() * 1e3);
+    println!(
+        "migration: longest push {:.0} ms",
+        slowest.as_secs_f64() * 1e3
+    );
     assert_eq!(cluster.owner_of_key(&key), target, "the slot moved");
-    assert_eq!(acked.len(), 400, "every push succeeded during the migration");
+    assert_eq!(
+        acked.len(),
+        400,
+        "every push succeeded during the migration"
+    );
     await_counts(&sub, &acked, DEADLINE);
 }
 
@@ -325,9 +340,11 @@ fn notify_during_a_cluster_failover_waits_and_the_blocked_worker_follows() {
         "notify failed during the failover: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually("the worker broadcasts from the promoted node", DEADLINE, || {
-        counts(&sub).contains(&77).then_some(())
-    });
+    eventually(
+        "the worker broadcasts from the promoted node",
+        DEADLINE,
+        || counts(&sub).contains(&77).then_some(()),
+    );
     println!(
         "notify waited {:.1} s for the failover; broadcast {:.1} s after the kill",
         waited.as_secs_f64(),

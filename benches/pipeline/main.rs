@@ -2,13 +2,16 @@
 //! `cargo bench --bench pipeline`. Release binaries against a private PostgreSQL (durable:
 //! fsync and synchronous_commit on) and a private Redis, never the shared services.
 //!
-//! Phases, in this order: 7 the limit (`redis-benchmark`), 1 drain, 9 metrics, 8 TLS, 2 dispatch,
-//! 3 latency, 4 sustained and 6 memory (one listener and worker), 5 write cost (`pgbench`).
+//! Phases, in this order: 7 the limit (`redis-benchmark`), 1 drain, 9 metrics, 8 TLS, 10 cluster,
+//! 2 dispatch, 3 latency, 4 sustained and 6 memory (one listener and worker), 5 write cost
+//! (`pgbench`).
 //! 8 TLS compares plain and TLS in the same run, against TLS-only private servers it starts:
 //! connect times to PostgreSQL (trust, scram-sha-256, TLS verify-full with scram-sha-256) and
 //! to Redis, and the drain of 1 without a subscriber over plain and over TLS Redis (right
 //! after 1, so that the machine is as alike as it gets). 9 metrics runs the same drain with
-//! `--metrics-addr` and a scrape every second, against without. A phase that fails is reported and
+//! `--metrics-addr` and a scrape every second, against without. 10 cluster drains 3 queues, a
+//! worker each, on the one Redis and on a Redis Cluster of 3 primaries it starts (a queue on
+//! each), with the CPU per job of workers and Redis. A phase that fails is reported and
 //! the others still run. Every wait has a deadline, SIGINT/SIGTERM or
 //! the overall budget abort the run, and everything started is stopped on the way out.
 //! Prints a Markdown table and writes `<target>/bench/results.json`; exit 1 when a phase could
@@ -17,6 +20,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod cluster;
 mod drain;
 mod events;
 mod limit;
@@ -95,6 +99,9 @@ fn main() -> ExitCode {
     phase(&mut results, "tls", "8 TLS", |r| {
         tls::run(&pg, &redis, &spare_db, r);
     });
+    phase(&mut results, "cluster", "10 cluster", |r| {
+        r.cluster = Some(cluster::run(&redis, &spare_db));
+    });
     phase(&mut results, "dispatch", "2 dispatch", |r| {
         r.dispatch = Some(drain::dispatch(&redis, &spare_db));
     });
@@ -143,7 +150,8 @@ fn main() -> ExitCode {
 }
 
 /// Runs one phase; a panic becomes an entry in `errors` and the next phase runs.
-/// `BENCH_PHASES=drain,live` runs only those (limit, drain, metrics, tls, dispatch, live, write-cost).
+/// `BENCH_PHASES=drain,live` runs only those (limit, drain, metrics, tls, cluster, dispatch, live,
+/// write-cost).
 fn phase(results: &mut Results, key: &str, name: &str, f: impl FnOnce(&mut Results)) {
     if let Ok(only) = std::env::var("BENCH_PHASES") {
         if !only.split(',').any(|p| p.trim() == key) {

@@ -37,6 +37,7 @@ pub struct Results {
     pub notify_only_tps: Option<f64>,
     pub tls: Option<Tls>,
     pub metrics: Option<MetricsCost>,
+    pub cluster: Option<ClusterScaling>,
     /// How long each phase took, and how loaded the machine was (others' work shows here).
     pub phases: Vec<Phase>,
     /// Phases that could not be measured, and why.
@@ -326,6 +327,135 @@ fn metrics_rows(m: &MetricsCost, t: &mut Vec<Row>) {
         format!("{:.2}×", m.on_to_off),
         "≥ 0.95",
         Some(m.on_to_off >= METRICS_RATIO_TARGET),
+    ));
+}
+
+/// Phase 10: 3 queues with a worker each, on one Redis and on a 3-primary Redis Cluster.
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterScaling {
+    pub queues: u64,
+    pub jobs_per_queue: u64,
+    /// The runs on the benchmark's one Redis, in the order run (1st and 4th).
+    pub single: Vec<ClusterDrain>,
+    /// The runs on the cluster, one queue on each primary (2nd and 3rd).
+    pub cluster: Vec<ClusterDrain>,
+    /// Jobs/s on the cluster over jobs/s on one Redis (wall time, all runs pooled).
+    pub cluster_to_single: f64,
+}
+
+/// One drain of every queue, a `queue-work --stop-when-empty --queue NAME` for each.
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterDrain {
+    /// `single` or `cluster`, as the configuration the workers got says.
+    pub deployment: String,
+    /// Over all queues.
+    pub jobs: u64,
+    /// Jobs pending, delayed or reserved after the workers exited.
+    pub left: u64,
+    /// From the workers' start to the last one's exit.
+    pub wall_s: f64,
+    /// Jobs done (queued minus left) per second of `wall_s`.
+    pub wall_per_s: f64,
+    /// Each worker from the common start to its exit, in the order of the queues.
+    pub worker_wall_s: Vec<f64>,
+    /// The workers' CPU time (user + system) in all.
+    pub worker_cpu_s: f64,
+    pub worker_cpu_us_per_job: f64,
+    /// The Redis servers measured (`INFO cpu`: user + system), and each one's CPU time.
+    pub redis_ports: Vec<u16>,
+    pub redis_cpu_s: Vec<f64>,
+    /// The server holding each queue, in the order of the queues.
+    pub queue_owners: Vec<u16>,
+    /// All servers' CPU time per job.
+    pub redis_cpu_us_per_job: f64,
+    /// The busiest server's CPU time per job of all queues: Redis runs commands on one
+    /// thread, so with a core per server the drain cannot outrun 1 s / this.
+    pub busiest_node_cpu_us_per_job: f64,
+    pub worker_exits: Vec<Option<i32>>,
+}
+
+/// Jobs done per second of wall time, all of `runs` pooled.
+pub fn pooled_rate(runs: &[ClusterDrain]) -> f64 {
+    let done: u64 = runs.iter().map(|d| d.jobs - d.left).sum();
+    done as f64 / runs.iter().map(|d| d.wall_s).sum::<f64>()
+}
+
+/// One deployment's runs: pooled rate, each run, CPU per job (means over the runs).
+fn cluster_drains(runs: &[ClusterDrain]) -> String {
+    let n = runs.len().max(1) as f64;
+    let mean = |f: fn(&ClusterDrain) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    let each: Vec<String> = runs
+        .iter()
+        .map(|d| format!("{} in {:.2} s", thousands(d.wall_per_s), d.wall_s))
+        .collect();
+    format!(
+        "{} ({}); CPU per job, workers / Redis: {:.0} / {:.0} µs (busiest server {:.0} µs)",
+        thousands(pooled_rate(runs)),
+        each.join(", "),
+        mean(|d| d.worker_cpu_us_per_job),
+        mean(|d| d.redis_cpu_us_per_job),
+        mean(|d| d.busiest_node_cpu_us_per_job),
+    )
+}
+
+/// Phase 10's rows.
+fn cluster_rows(c: &ClusterScaling, t: &mut Vec<Row>) {
+    let what = format!(
+        "{} queues × {} jobs, a `queue-work` per queue, no subscriber",
+        c.queues,
+        thousands(c.jobs_per_queue as f64)
+    );
+    let done = |runs: &[ClusterDrain]| {
+        runs.iter()
+            .all(|d| d.left == 0 && d.worker_exits.iter().all(|e| *e == Some(0)))
+    };
+    for (runs, on) in [
+        (&c.single, "one Redis"),
+        (&c.cluster, "Redis Cluster, 3 primaries, a queue on each"),
+    ] {
+        if runs.is_empty() {
+            continue;
+        }
+        let left: u64 = runs.iter().map(|d| d.left).sum();
+        t.push(row(
+            format!(
+                "10 cluster: {what}, {on}: jobs/s over the last worker's exit (all runs; each run)"
+            ),
+            format!("{}; {left} jobs left", cluster_drains(runs)),
+            "every job done",
+            Some(done(runs)),
+        ));
+    }
+    let ceiling = |runs: &[ClusterDrain]| {
+        let n = runs.len().max(1) as f64;
+        1e6 / (runs
+            .iter()
+            .map(|d| d.busiest_node_cpu_us_per_job)
+            .sum::<f64>()
+            / n)
+    };
+    let total = |runs: &[ClusterDrain]| {
+        let n = runs.len().max(1) as f64;
+        runs.iter()
+            .map(|d| d.worker_cpu_us_per_job + d.redis_cpu_us_per_job)
+            .sum::<f64>()
+            / n
+    };
+    t.push(row(
+        "10 cluster: cluster / one Redis, jobs/s on this machine",
+        format!(
+            "{:.2}×; CPU per job in all (workers + Redis): {:.0} µs on the cluster, {:.0} µs on one \
+             Redis; Redis-bound ceiling with a core per server (1 s / busiest server's CPU per \
+             job): {} vs {} jobs/s ({:.2}×)",
+            c.cluster_to_single,
+            total(&c.cluster),
+            total(&c.single),
+            thousands(ceiling(&c.cluster)),
+            thousands(ceiling(&c.single)),
+            ceiling(&c.cluster) / ceiling(&c.single),
+        ),
+        "",
+        None,
     ));
 }
 
@@ -620,6 +750,9 @@ impl Results {
         }
         if let Some(metrics) = &self.metrics {
             metrics_rows(metrics, &mut t);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster_rows(cluster, &mut t);
         }
         let m = &self.machine;
         t.push(row(

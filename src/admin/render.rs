@@ -37,6 +37,7 @@ pub fn status(status: &Status, now_ms: u64) -> String {
         ]);
     }
     let mut out = table(&rows, &[false, true, true, true, false, true]);
+    out.push_str(&listeners(status, now_ms));
     if status.workers.is_empty() {
         out.push_str("\nno workers running\n");
         return out;
@@ -72,6 +73,26 @@ pub fn status(status: &Status, now_ms: u64) -> String {
         &rows,
         &[false, false, true, false, false, true, true, false],
     ));
+    out
+}
+
+/// One line per listener, or a line saying there is none.
+fn listeners(status: &Status, now_ms: u64) -> String {
+    if status.listeners.is_empty() {
+        return "\nno listener running\n".into();
+    }
+    let mut out = format!("\nlisteners ({}):\n", status.listeners.len());
+    for l in &status.listeners {
+        let up = human_duration(now_ms.saturating_sub(l.started_ms) as f64 / 1000.0);
+        let state = serde_json::to_value(l.state).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} on {} pid {}, up {up}",
+            state.as_str().unwrap_or("?"),
+            escape(&l.host),
+            l.pid
+        );
+    }
     out
 }
 

@@ -4,7 +4,7 @@
 use super::AdminError;
 use crate::db::{Db, failed};
 use crate::queue::Queue;
-use crate::queue::workers::WorkerInfo;
+use crate::queue::registry::{ListenerInfo, WorkerInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -33,6 +33,8 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     /// Workers whose heartbeat is alive.
     pub workers: Vec<WorkerInfo>,
+    /// Listeners whose heartbeat is alive (one active, the others on standby).
+    pub listeners: Vec<ListenerInfo>,
 }
 
 impl Status {
@@ -64,5 +66,6 @@ pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status,
     Ok(Status {
         queues: out,
         workers: queue.workers(false)?,
+        listeners: queue.members(false)?,
     })
 }

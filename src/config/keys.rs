@@ -93,7 +93,11 @@ pub const KEYS: &[KeySpec] = &[
     secret("redis.cluster_nodes", "REDIS_CLUSTER_NODES", ""),
     key("redis.cluster", "REDIS_CLUSTER", ""),
     secret("redis.sentinels", "REDIS_SENTINELS", ""),
-    key("redis.sentinel_service", "REDIS_SENTINEL_SERVICE", "mymaster"),
+    key(
+        "redis.sentinel_service",
+        "REDIS_SENTINEL_SERVICE",
+        "mymaster",
+    ),
     secret("redis.sentinel_password", "REDIS_SENTINEL_PASSWORD", ""),
     key(
         "redis.failover_timeout",

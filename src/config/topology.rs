@@ -47,7 +47,13 @@ pub(super) fn topology(
         let port = l.str("redis.port");
         let hosts: Vec<String> = hosts
             .into_iter()
-            .map(|h| if h.contains(':') { h } else { format!("{h}:{port}") })
+            .map(|h| {
+                if h.contains(':') {
+                    h
+                } else {
+                    format!("{h}:{port}")
+                }
+            })
             .collect();
         let seeds = node_urls(l, "redis.host", &hosts, template)?;
         return Ok(Topology::Cluster { seeds });
@@ -97,8 +103,7 @@ fn given_node_url(entry: &str) -> Result<String, String> {
         return Err("must be host:port or a redis:// or rediss:// URL".into());
     }
     // Only the error kind is shown: the message could echo the URL and its password.
-    redis::Client::open(entry)
-        .map_err(|e| format!("not a valid Redis URL ({:?})", e.kind()))?;
+    redis::Client::open(entry).map_err(|e| format!("not a valid Redis URL ({:?})", e.kind()))?;
     Ok(entry.to_string())
 }
 
@@ -111,9 +116,13 @@ fn sentinel_urls(
 ) -> Result<Vec<Secret>, ConfigError> {
     let key = "redis.sentinels";
     let template = url::Url::parse(template.expose()).ok();
-    let scheme = template
-        .as_ref()
-        .map_or("redis", |u| if u.scheme() == "rediss" { "rediss" } else { "redis" });
+    let scheme = template.as_ref().map_or("redis", |u| {
+        if u.scheme() == "rediss" {
+            "rediss"
+        } else {
+            "redis"
+        }
+    });
     let fragment = template.as_ref().and_then(|u| u.fragment()).unwrap_or("");
     let password = l.str("redis.sentinel_password");
     entries
@@ -142,7 +151,10 @@ fn sentinel_service(l: &Layers) -> Result<String, ConfigError> {
     let key = "redis.sentinel_service";
     let service = l.str(key);
     if service.is_empty() || service.len() > 200 || service.chars().any(char::is_control) {
-        return Err(l.invalid(key, "must be the name the sentinels monitor (1-200 characters)"));
+        return Err(l.invalid(
+            key,
+            "must be the name the sentinels monitor (1-200 characters)",
+        ));
     }
     Ok(service)
 }

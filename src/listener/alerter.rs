@@ -5,7 +5,9 @@
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{Alert, MAX_COUNT};
+use crate::heartbeat::Heartbeat;
 use crate::metrics::Metrics;
+use crate::queue::registry::{ListenerInfo, ListenerState};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use log::{debug, info, warn};
@@ -30,6 +32,8 @@ pub(super) struct Alerter {
     retry_at: Instant,
     /// Recorded when `--metrics-addr` serves them.
     pub(super) metrics: Option<Arc<Metrics>>,
+    /// Tells `status` and the dashboard this listener runs, and whether it is active.
+    pub(super) heartbeat: Option<Heartbeat<ListenerInfo>>,
 }
 
 impl Alerter {
@@ -42,6 +46,22 @@ impl Alerter {
             redis: Backoff::new(),
             retry_at: Instant::now(),
             metrics: None,
+            heartbeat: None,
+        }
+    }
+
+    /// Records whether this listener is the active one (metrics and heartbeat).
+    pub(super) fn set_active(&self, active: bool) {
+        if let Some(m) = &self.metrics {
+            m.set_active(active);
+        }
+        if let Some(h) = &self.heartbeat {
+            let state = if active {
+                ListenerState::Active
+            } else {
+                ListenerState::Standby
+            };
+            h.update(|info| info.state = state);
         }
     }
 

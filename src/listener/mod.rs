@@ -24,7 +24,9 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::count::{Schema, SigningKey};
 use crate::db::{Db, DbError};
+use crate::heartbeat::Heartbeat;
 use crate::metrics::{Daemon, Metrics};
+use crate::queue::registry::ListenerInfo;
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher};
 use crate::shutdown::Shutdown;
@@ -82,10 +84,15 @@ pub fn quote_ident(name: &str) -> String {
 /// Fails at once when PostgreSQL or Redis cannot be reached at start (so a typo in a URL is
 /// seen immediately); once running, it reconnects by itself.
 pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
-    let mut db = connect(config)?;
+    let db = connect(config)?;
     let dispatcher = Dispatcher::connect(config)?;
     let mut alerter = Alerter::new(config, dispatcher);
     alerter.metrics = serve_metrics(config)?;
+    alerter.heartbeat = Some(Heartbeat::start(
+        &config.redis,
+        &config.queue.prefix,
+        ListenerInfo::new(),
+    ));
     for (channel, policy) in service::enabled(config) {
         info!(
             "telling people via {} from severity {}; unchanged severity repeated after {} s, \
@@ -96,15 +103,29 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
             policy.resolve_below
         );
     }
+    let result = listen(config, db, &mut alerter, shutdown);
+    if let Some(heartbeat) = alerter.heartbeat.take() {
+        heartbeat.stop();
+    }
+    result
+}
+
+/// Sessions, one after another, until a stop or an error that reconnecting cannot cure.
+fn listen(
+    config: &Config,
+    mut db: Db,
+    alerter: &mut Alerter,
+    shutdown: &Shutdown,
+) -> Result<(), ListenerError> {
     let mut pg = Backoff::new();
     loop {
-        let err = match session(&mut db, &mut alerter, &mut pg, shutdown) {
+        let err = match session(&mut db, alerter, &mut pg, shutdown) {
             Ok(()) => return Ok(()),
             Err(e) if e.is_connection() => e,
             Err(e) => return Err(e),
         };
         warn!("lost PostgreSQL: {err}; reconnecting");
-        db = match reconnect(config, &mut pg, &mut alerter, shutdown) {
+        db = match reconnect(config, &mut pg, alerter, shutdown) {
             Some(db) => db,
             None => return Ok(()),
         };
@@ -357,7 +378,7 @@ fn become_active(
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
             .map_err(|e| db.error(e))?;
         if row.get::<_, bool>(0) {
-            metric(alerter, |m| m.set_active(true));
+            alerter.set_active(true);
             if let Some(since) = waiting_since {
                 info!(
                     "took over as the active listener after {:.1} s on standby",
@@ -371,7 +392,7 @@ fn become_active(
                 "standby: another items-listen is active on channel {channel}; waiting to take over"
             );
             waiting_since = Some(Instant::now());
-            metric(alerter, |m| m.set_active(false));
+            alerter.set_active(false);
         }
         metric(alerter, Metrics::tick);
         if shutdown.sleep(STANDBY_POLL) {

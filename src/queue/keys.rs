@@ -58,6 +58,17 @@ impl Keys {
         }
     }
 
+    /// Counters of minute `minute` (since the Unix epoch): see [`crate::queue::stats`].
+    pub fn stats(&self, minute: u64) -> String {
+        format!("{}:stats:{minute}", self.pending)
+    }
+
+    /// The last alerts dispatched onto this queue, newest first, capped (the dashboard's
+    /// "recent alerts").
+    pub fn recent(&self) -> String {
+        format!("{}:recent", self.pending)
+    }
+
     /// The alert-policy state of a people channel (`slack`, `mail`). It shares the queue's
     /// hash tag because it is written in the same transaction that pushes the notification
     /// jobs, and a Redis Cluster transaction must stay within one slot.
@@ -72,15 +83,17 @@ pub fn marker(prefix: &str) -> String {
     format!("{prefix}listener:marker")
 }
 
-/// Set of the ids of running workers (each also has a [`worker`] key that expires).
-pub fn workers(prefix: &str) -> String {
-    format!("{prefix}workers")
+/// Set of the ids of running members of `kind` (`worker`, `listener`); each also has a
+/// [`member`] key that expires.
+pub fn members(prefix: &str, kind: &str) -> String {
+    format!("{prefix}{kind}s")
 }
 
-/// A running worker's heartbeat key: its [`crate::queue::workers::WorkerInfo`] as JSON,
-/// with a time to live, so a worker that died without a word drops out by itself.
-pub fn worker(prefix: &str, id: &str) -> String {
-    format!("{prefix}worker:{id}")
+/// A running member's heartbeat key: its [`crate::queue::registry::WorkerInfo`] or
+/// [`crate::queue::registry::ListenerInfo`] as JSON, with a time to live, so a process that
+/// died without a word drops out by itself.
+pub fn member(prefix: &str, kind: &str, id: &str) -> String {
+    format!("{prefix}{kind}:{id}")
 }
 
 #[cfg(test)]
@@ -114,12 +127,22 @@ mod tests {
         assert_eq!(k.notify, "inventory:{queues:default}:notify");
         assert_eq!(k.attempts, "inventory:{queues:default}:attempts");
         assert_eq!(k.started, "inventory:{queues:default}:started");
+        assert_eq!(k.stats(7), "inventory:{queues:default}:stats:7");
+        assert_eq!(k.recent(), "inventory:{queues:default}:recent");
         assert_eq!(
             k.alert_state("slack"),
             "inventory:{queues:default}:alerts:slack"
         );
-        assert_eq!(workers("inventory:"), "inventory:workers");
+        assert_eq!(members("inventory:", "worker"), "inventory:workers");
         assert_eq!(marker("inventory:"), "inventory:listener:marker");
-        assert_eq!(worker("inventory:", "h:1"), "inventory:worker:h:1");
+        assert_eq!(
+            member("inventory:", "worker", "h:1"),
+            "inventory:worker:h:1"
+        );
+        assert_eq!(members("inventory:", "listener"), "inventory:listeners");
+        assert_eq!(
+            member("inventory:", "listener", "h:1:a"),
+            "inventory:listener:h:1:a"
+        );
     }
 }

@@ -8,12 +8,15 @@
 mod inspect;
 pub mod job;
 pub mod keys;
+pub mod recent;
+pub mod registry;
+pub mod stats;
 mod waiters;
-pub mod workers;
 
 pub use inspect::Sizes;
 pub use job::Job;
 pub use keys::Keys;
+pub use stats::Tally;
 
 use crate::redis_conn::{self, RedisConfig, RedisError, Router, Topology};
 use crate::shutdown::Shutdown;
@@ -208,8 +211,7 @@ impl Queue {
         let k = self.keys(name);
         type Reply = (i64, i64, Vec<Vec<u8>>, Vec<i64>, i64);
         let mut inv = self.pop.key(&k.pending);
-        inv
-            .key(&k.delayed)
+        inv.key(&k.delayed)
             .key(&k.reserved)
             .key(&k.notify)
             .key(&k.attempts)
@@ -247,12 +249,7 @@ impl Queue {
         let timeout = timeout.max(MIN_BLOCK);
         if names.len() > 1 && matches!(self.server.topology, Topology::Cluster { .. }) {
             let waiters = self.waiters.get_or_insert_with(|| {
-                waiters::Waiters::start(
-                    &self.server,
-                    names,
-                    &self.prefix,
-                    self.shutdown.clone(),
-                )
+                waiters::Waiters::start(&self.server, names, &self.prefix, self.shutdown.clone())
             });
             return waiters.wait(timeout);
         }
@@ -269,21 +266,29 @@ impl Queue {
 
     /// Finishes reserved jobs of one queue in one round trip. Returns how many were still
     /// ours (a reservation that expired and was taken over is left to its new owner).
+    ///
+    /// `tally` is what the batch did, added to this minute's counters ([`stats`]).
     pub fn finish(
         &mut self,
         name: &str,
         jobs: &[(&Reserved, Outcome)],
+        tally: &Tally,
     ) -> Result<usize, RedisError> {
         if jobs.is_empty() {
             return Ok(0);
         }
         let k = self.keys(name);
+        let minute = stats::minute_of(crate::clock::now_ms());
         let mut inv = self.finish.key(&k.reserved);
         inv.key(&k.delayed)
             .key(&k.attempts)
             .key(&k.pending)
             .key(&k.notify)
-            .key(&k.started);
+            .key(&k.started)
+            .key(k.stats(minute));
+        for n in tally.args() {
+            inv.arg(n);
+        }
         for (job, outcome) in jobs {
             let action = match outcome {
                 Outcome::Done => "ack".to_string(),
@@ -292,9 +297,7 @@ impl Queue {
             };
             inv.arg(job.raw.as_slice()).arg(job.deadline_ms).arg(action);
         }
-        let owned: i64 = self
-            .router
-            .write(Some(&k.pending), |con| inv.invoke(con))?;
+        let owned: i64 = self.router.write(Some(&k.pending), |con| inv.invoke(con))?;
         Ok(owned as usize)
     }
 

@@ -59,11 +59,7 @@ impl Waiters {
             }
             queues.push((name.clone(), false, rearm));
         }
-        Waiters {
-            woke,
-            queues,
-            stop,
-        }
+        Waiters { woke, queues, stop }
     }
 
     /// Lets the queues that woke block again (their job was reserved, or taken by another
@@ -123,7 +119,8 @@ impl Waiter {
             match popped {
                 Ok(None) => {}
                 Ok(Some(_)) => {
-                    if self.woke.send(Ok(self.name.clone())).is_err() || self.rearmed.recv().is_err()
+                    if self.woke.send(Ok(self.name.clone())).is_err()
+                        || self.rearmed.recv().is_err()
                     {
                         return;
                     }

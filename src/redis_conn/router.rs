@@ -227,7 +227,11 @@ impl Router {
         };
         con.set_read_timeout(Some(wait + io)).map_err(on)?;
         let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        let acked = redis::cmd("WAIT").arg(want).arg(ms).query(con).map_err(on)?;
+        let acked = redis::cmd("WAIT")
+            .arg(want)
+            .arg(ms)
+            .query(con)
+            .map_err(on)?;
         con.set_read_timeout(Some(io)).map_err(on)?;
         Ok(acked)
     }

@@ -6,7 +6,7 @@ use super::Worker;
 use super::executor::AttemptError;
 use crate::broadcast::Driver;
 use crate::queue::job::Kind;
-use crate::queue::workers::CurrentJob;
+use crate::queue::registry::CurrentJob;
 use crate::queue::{Job, Outcome, Reserved};
 use crate::text::escape;
 use log::{error, info, warn};
@@ -114,17 +114,21 @@ impl Worker {
             };
             m.job_ended(&reserved.queue, kind, name, started.elapsed());
         }
+        self.tally.runtime_ms += started.elapsed().as_millis() as u64;
         let (label, outcome) = match ended {
             Ended::Done => {
                 self.summary.done += 1;
+                self.tally.done += 1;
                 ("DONE".to_string(), Outcome::Done)
             }
             Ended::Failed => {
                 self.summary.failed += 1;
+                self.tally.failed += 1;
                 ("FAIL".to_string(), Outcome::Done)
             }
             Ended::Retry(delay) => {
                 self.summary.retried += 1;
+                self.tally.retried += 1;
                 let label = format!("RETRY in {}s", delay.as_secs());
                 (label, Outcome::RetryAfter(delay))
             }

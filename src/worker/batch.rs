@@ -51,7 +51,8 @@ impl Worker {
                 finished.push((reserved, outcome));
             }
         }
-        if let Err(e) = self.queue.finish(&jobs[0].queue, &finished) {
+        let tally = std::mem::take(&mut self.tally);
+        if let Err(e) = self.queue.finish(&jobs[0].queue, &finished, &tally) {
             // The reservations stay; after retry_after the jobs run again (at least once).
             error!("cannot finish {} job(s) on Redis: {e}", finished.len());
         }

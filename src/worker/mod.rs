@@ -8,7 +8,6 @@
 mod attempt;
 mod batch;
 pub mod executor;
-pub mod heartbeat;
 mod limits;
 mod probe;
 
@@ -16,15 +15,15 @@ pub use attempt::effective_timeout;
 pub use limits::Limits;
 
 use self::executor::{Executor, MAX_ABANDONED};
-use self::heartbeat::Heartbeat;
 use crate::backoff::Backoff;
 use crate::broadcast::Driver;
 use crate::config::Config;
 use crate::db::recorder::Recorder;
+use crate::heartbeat::Heartbeat;
 use crate::metrics::{Daemon, Metrics};
 use crate::queue::job::Kind;
-use crate::queue::workers::WorkerInfo;
-use crate::queue::{Queue, Reserved};
+use crate::queue::registry::WorkerInfo;
+use crate::queue::{Queue, Reserved, Tally};
 use crate::redis_conn::RedisError;
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
@@ -121,6 +120,7 @@ pub fn run(config: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Summa
         failed: Recorder::new(&config.database),
         redis: Backoff::new(),
         summary: Summary::default(),
+        tally: Tally::default(),
         heartbeat,
         tag,
         metrics,
@@ -139,7 +139,9 @@ struct Worker {
     failed: Recorder,
     redis: Backoff,
     summary: Summary,
-    heartbeat: Heartbeat,
+    /// What the batch in hand did, for the per-minute counters ([`crate::queue::stats`]).
+    tally: Tally,
+    heartbeat: Heartbeat<WorkerInfo>,
     /// `[name] ` or nothing: the start of every per-job line.
     tag: String,
     /// Recorded when `--metrics-addr` serves them.

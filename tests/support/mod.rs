@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fake_pusher;
 pub mod fake_smtp;
 pub mod fake_webhook;

@@ -46,7 +46,11 @@ fn cluster_seeds_share_the_password_and_tls_of_redis_url() {
     );
     // The broadcast Redis is the queue's, so it is the cluster too.
     assert_eq!(c.broadcast.redis.topology, c.redis.topology);
-    assert!(c.redis.describe().starts_with("cluster 10.0.0.1:7000,10.0.0.2:7001"));
+    assert!(
+        c.redis
+            .describe()
+            .starts_with("cluster 10.0.0.1:7000,10.0.0.2:7001")
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn laravels_redis_cluster_switch_reads_the_seed_list_from_redis_host() {
         ]
     );
     let e = error(&[("REDIS_CLUSTER", "predis")]);
-    assert!(e.contains("REDIS_CLUSTER") && e.contains("must be redis"), "{e}");
+    assert!(
+        e.contains("REDIS_CLUSTER") && e.contains("must be redis"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -103,8 +110,14 @@ fn bad_topology_settings_name_their_key_and_hide_passwords() {
         "REDIS_CLUSTER_NODES",
         "redis://:pw1@h:1/0,http://:pw2@h:2,redis://:pw3@h:3",
     )]);
-    assert!(e.contains("REDIS_CLUSTER_NODES") && e.contains("entry 2"), "{e}");
-    assert!(!e.contains("pw1") && !e.contains("pw2") && !e.contains("pw3"), "{e}");
+    assert!(
+        e.contains("REDIS_CLUSTER_NODES") && e.contains("entry 2"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("pw1") && !e.contains("pw2") && !e.contains("pw3"),
+        "{e}"
+    );
     let e = error(&[("REDIS_CLUSTER_NODES", "h")]);
     assert!(e.contains("entry 1") && e.contains("host:port"), "{e}");
     let e = error(&[
@@ -127,7 +140,10 @@ fn durability_settings_and_their_bounds() {
     ]);
     assert_eq!(c.redis.durability.wait_replicas, 1);
     assert_eq!(c.redis.durability.wait_timeout, Duration::from_millis(250));
-    assert_eq!(c.redis.durability.failover_timeout, Duration::from_secs(120));
+    assert_eq!(
+        c.redis.durability.failover_timeout,
+        Duration::from_secs(120)
+    );
     for (key, bad) in [
         ("INVENTORY_REDIS_WAIT_REPLICAS", "-1"),
         ("INVENTORY_REDIS_WAIT_REPLICAS", "101"),
@@ -143,7 +159,10 @@ fn durability_settings_and_their_bounds() {
 fn a_plain_text_password_to_a_remote_node_or_sentinel_is_warned_about_once_per_host() {
     let c = resolve(&[
         ("REDIS_URL", "redis://:pw@127.0.0.1:6379"),
-        ("REDIS_CLUSTER_NODES", "10.0.0.1:7000,10.0.0.1:7001,127.0.0.1:7002"),
+        (
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000,10.0.0.1:7001,127.0.0.1:7002",
+        ),
     ]);
     let warnings = c.warnings();
     let about = |host: &str| warnings.iter().filter(|w| w.contains(host)).count();
@@ -155,5 +174,9 @@ fn a_plain_text_password_to_a_remote_node_or_sentinel_is_warned_about_once_per_h
         ("REDIS_SENTINELS", "10.0.0.2:26379"),
         ("REDIS_SENTINEL_PASSWORD", "sentry"),
     ]);
-    assert!(c.warnings().is_empty(), "TLS everywhere: {:?}", c.warnings());
+    assert!(
+        c.warnings().is_empty(),
+        "TLS everywhere: {:?}",
+        c.warnings()
+    );
 }

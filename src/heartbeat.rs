@@ -1,8 +1,9 @@
-//! The worker's heartbeat: a thread with its own Redis connection that publishes what the
-//! worker is doing (for `queue-work status`), independent of how long a job or a wait blocks.
+//! A process's heartbeat: a thread with its own Redis connection that publishes what a worker
+//! or listener is doing (for `queue-work status` and the dashboard), independent of how long
+//! a job or a wait blocks.
 
 use crate::queue::Queue;
-use crate::queue::workers::WorkerInfo;
+use crate::queue::registry::Member;
 use crate::redis_conn::{RedisConfig, RedisError};
 use log::debug;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -12,20 +13,20 @@ use std::time::Duration;
 
 /// How often the heartbeat is refreshed: what `status` shows is at most this old.
 pub const INTERVAL: Duration = Duration::from_secs(5);
-/// How long a heartbeat lives: three missed beats and the worker counts as gone.
+/// How long a heartbeat lives: three missed beats and the process counts as gone.
 pub const TTL: Duration = Duration::from_secs(15);
 
-/// A running heartbeat; [`Heartbeat::stop`] removes the worker from the registry.
-pub struct Heartbeat {
-    state: Arc<Mutex<WorkerInfo>>,
+/// A running heartbeat; [`Heartbeat::stop`] removes the process from the registry.
+pub struct Heartbeat<M: Member> {
+    state: Arc<Mutex<M>>,
     stop: mpsc::Sender<()>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Heartbeat {
+impl<M: Member> Heartbeat<M> {
     /// Starts beating for `info` at the queue's Redis; the first beat is immediate. Redis being
     /// away is only logged (at debug): the heartbeat is for display, the work goes on.
-    pub fn start(redis: &RedisConfig, prefix: &str, info: WorkerInfo) -> Heartbeat {
+    pub fn start(redis: &RedisConfig, prefix: &str, info: M) -> Heartbeat<M> {
         let state = Arc::new(Mutex::new(info));
         let (stop, stopped) = mpsc::channel::<()>();
         let (url, prefix, shared) = (redis.clone(), prefix.to_string(), state.clone());
@@ -42,13 +43,13 @@ impl Heartbeat {
     }
 
     /// Changes what the next beat tells.
-    pub fn update(&self, change: impl FnOnce(&mut WorkerInfo)) {
+    pub fn update(&self, change: impl FnOnce(&mut M)) {
         // A poisoned lock only means another thread panicked mid-update: the data is plain.
         let mut info = self.state.lock().unwrap_or_else(|p| p.into_inner());
         change(&mut info);
     }
 
-    /// Stops beating and removes the worker from the registry.
+    /// Stops beating and removes the process from the registry.
     pub fn stop(mut self) {
         let _ = self.stop.send(());
         if let Some(thread) = self.thread.take() {
@@ -57,10 +58,10 @@ impl Heartbeat {
     }
 }
 
-fn beat_until_stopped(
+fn beat_until_stopped<M: Member>(
     url: &RedisConfig,
     prefix: &str,
-    state: &Mutex<WorkerInfo>,
+    state: &Mutex<M>,
     stopped: &mpsc::Receiver<()>,
 ) {
     let mut queue: Option<Queue> = None;
@@ -69,8 +70,8 @@ fn beat_until_stopped(
         let info = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let result = connected(&mut queue, url, prefix).and_then(|q| {
             if first {
-                // Ids of workers that died without unregistering would pile up in the set.
-                q.workers(true)?;
+                // Ids of processes that died without unregistering would pile up in the set.
+                q.members::<M>(true)?;
             }
             q.beat(&info, TTL)
         });
@@ -87,7 +88,7 @@ fn beat_until_stopped(
         }
     }
     let info = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Err(e) = connected(&mut queue, url, prefix).and_then(|q| q.unregister(&info.id)) {
+    if let Err(e) = connected(&mut queue, url, prefix).and_then(|q| q.unregister::<M>(info.id())) {
         debug!("heartbeat: cannot unregister: {e}");
     }
 }

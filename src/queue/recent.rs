@@ -1,0 +1,91 @@
+//! The last alerts dispatched, newest first, in a capped Redis list beside the first queue:
+//! the dashboard's "recent alerts". Written after each dispatch, best effort (it is for
+//! display; the jobs are what count).
+
+use super::Queue;
+use crate::event::Alert;
+use crate::queue::Job;
+use crate::redis_conn::RedisError;
+use serde::{Deserialize, Serialize};
+
+/// How many alerts the list keeps.
+pub const KEEP: usize = 50;
+
+/// One dispatched alert, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentAlert {
+    /// When it was dispatched, Unix time in ms.
+    pub time_ms: u64,
+    /// The item count.
+    pub count: u64,
+    /// Its rating.
+    pub severity: String,
+    /// `count / threshold` in percent.
+    pub percentage: f64,
+    /// The alert's id (as in the event).
+    pub alert_id: String,
+    /// The kinds of the jobs it was dispatched as (`broadcast:redis`, `notify:slack`, …).
+    pub jobs: Vec<String>,
+}
+
+impl RecentAlert {
+    /// The entry for `alert`, dispatched now as the jobs among `jobs` that carry it.
+    pub fn new(alert: &Alert, jobs: &[Job]) -> RecentAlert {
+        RecentAlert {
+            time_ms: crate::clock::now_ms(),
+            count: alert.count,
+            severity: alert.severity.to_string(),
+            percentage: alert.percentage,
+            alert_id: alert.alert_id.to_string(),
+            jobs: jobs
+                .iter()
+                .filter(|j| j.payload.alert_id == alert.alert_id)
+                .map(|j| j.job.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Queue {
+    /// Adds `alerts` (oldest first) to queue `name`'s recent list, keeping the newest
+    /// [`KEEP`]; one round trip.
+    pub fn remember(&mut self, name: &str, alerts: &[RecentAlert]) -> Result<(), RedisError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys(name).recent();
+        let entries: Vec<String> = alerts
+            .iter()
+            .filter_map(|a| serde_json::to_string(a).ok())
+            .collect();
+        self.on(&key, |con| {
+            redis::pipe()
+                .cmd("LPUSH")
+                .arg(&key)
+                .arg(&entries)
+                .ignore()
+                .cmd("LTRIM")
+                .arg(&key)
+                .arg(0)
+                .arg(KEEP - 1)
+                .ignore()
+                .exec(con)
+        })
+    }
+
+    /// Queue `name`'s recent alerts, newest first; unreadable entries are skipped.
+    pub fn recent(&mut self, name: &str) -> Result<Vec<RecentAlert>, RedisError> {
+        let key = self.keys(name).recent();
+        let raw: Vec<String> = self.on(&key, |con| {
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(KEEP - 1)
+                .query(con)
+        })?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
+    }
+}
