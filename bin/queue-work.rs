@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inventory_broadcast::admin::{Admin, RetryTarget, render};
 use inventory_broadcast::bounds::MAX_RUN_TIME_S;
-use inventory_broadcast::{cli, clock, config, shutdown::Shutdown, worker};
+use inventory_broadcast::{cli, clock, config, dashboard, shutdown::Shutdown, worker};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -83,6 +83,14 @@ enum Command {
     },
     /// Jobs that used up their tries: list them (the default), show, retry, forget, flush.
     Failed(FailedArgs),
+    /// Serve the live dashboard: the count and its severity, queues, throughput, workers,
+    /// recent alerts and failed jobs (retry, forget). Loopback only unless
+    /// INVENTORY_DASHBOARD_TOKEN is set; runs until Ctrl-C or SIGTERM.
+    Dashboard {
+        /// Address to serve, e.g. 127.0.0.1:8080 (overrides INVENTORY_DASHBOARD_ADDR).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     #[command(flatten)]
     Packaging(cli::Packaging),
 }
@@ -203,6 +211,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Failed(failed)) => {
             let cfg = args.common.load(Vec::new())?;
             failed_command(&cfg, failed)
+        }
+        Some(Command::Dashboard { listen }) => {
+            let cfg = args
+                .common
+                .load(config::flags([("dashboard.addr", "--listen", listen)]))?;
+            // Before anything starts, and as a config error: exit 2.
+            cfg.dashboard.check()?;
+            let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+            Ok(dashboard::run(&cfg, &shutdown)?)
         }
         Some(Command::Packaging(p)) => Ok(cli::print(&p.render::<Args>(env!("CARGO_BIN_NAME")))?),
     }

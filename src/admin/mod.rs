@@ -51,7 +51,24 @@ impl Admin {
         }
     }
 
-    fn db(&mut self) -> Result<&mut Db, DbError> {
+    /// Drops both connections, so the next command opens fresh ones (after an error that
+    /// may have left one unusable).
+    pub fn reset(&mut self) {
+        self.db = None;
+        self.queue = None;
+    }
+
+    /// The queue's Redis, connected on first use.
+    pub fn queue(&mut self) -> Result<&mut Queue, RedisError> {
+        let queue = match self.queue.take() {
+            Some(q) => q,
+            None => Queue::connect(&self.redis, &self.prefix)?,
+        };
+        Ok(self.queue.insert(queue))
+    }
+
+    /// PostgreSQL, connected on first use.
+    pub fn db(&mut self) -> Result<&mut Db, DbError> {
         let db = match self.db.take() {
             Some(db) => db,
             None => Db::connect(&self.database)?,

@@ -5,6 +5,7 @@ use super::AdminError;
 use crate::db::{Db, failed};
 use crate::queue::Queue;
 use crate::queue::registry::{ListenerInfo, WorkerInfo};
+use crate::redis_conn::RedisError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -47,6 +48,20 @@ impl Status {
 /// Reads `status` for `queues` (and every queue that has failed jobs).
 pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status, AdminError> {
     let failed: BTreeMap<String, u64> = failed::counts(db)?.into_iter().collect();
+    Ok(Status {
+        queues: rows(queue, queues, &failed)?,
+        workers: queue.workers(false)?,
+        listeners: queue.members(false)?,
+    })
+}
+
+/// One row per queue of `queues`, then per other queue in `failed` (the failed-job counts
+/// per queue, from PostgreSQL).
+pub fn rows(
+    queue: &mut Queue,
+    queues: &[String],
+    failed: &BTreeMap<String, u64>,
+) -> Result<Vec<QueueStatus>, RedisError> {
     let mut names: Vec<String> = queues.to_vec();
     names.extend(failed.keys().filter(|q| !queues.contains(q)).cloned());
     let now = time::OffsetDateTime::now_utc();
@@ -63,9 +78,5 @@ pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status,
             oldest_pending_age_s: oldest,
         });
     }
-    Ok(Status {
-        queues: out,
-        workers: queue.workers(false)?,
-        listeners: queue.members(false)?,
-    })
+    Ok(out)
 }

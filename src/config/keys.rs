@@ -166,6 +166,12 @@ pub const KEYS: &[KeySpec] = &[
     key("log.format", "LOG_FORMAT", "text"),
     key("log.file", "LOG_FILE", ""),
     key("metrics.addr", "INVENTORY_METRICS_ADDR", ""),
+    key(
+        "dashboard.addr",
+        "INVENTORY_DASHBOARD_ADDR",
+        "127.0.0.1:8080",
+    ),
+    secret("dashboard.token", "INVENTORY_DASHBOARD_TOKEN", ""),
 ];
 
 /// Secret keys whose URL path is the secret (a Slack webhook's token lives in its path), so

@@ -46,6 +46,37 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
 }
 
+/// Where `queue-work dashboard` listens, and the token it asks for.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// `--listen` / `INVENTORY_DASHBOARD_ADDR`.
+    pub addr: std::net::SocketAddr,
+    /// `INVENTORY_DASHBOARD_TOKEN`; required off loopback.
+    pub token: Option<crate::secret::Secret>,
+    /// Where `addr` came from, for the error that refuses a public address without a token.
+    pub addr_origin: Source,
+}
+
+impl DashboardConfig {
+    /// Refuses a non-loopback address without a token: anyone who can reach it could retry
+    /// and forget failed jobs.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.token.is_some() || self.addr.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "dashboard.addr",
+            shown: format!("\"{}\"", self.addr),
+            origin: self.addr_origin.clone(),
+            reason: "is not a loopback address, and no INVENTORY_DASHBOARD_TOKEN is set: \
+                     anyone who reaches it could retry and forget failed jobs; set a token \
+                     (and send it as `Authorization: Bearer …` or log in), or listen on \
+                     127.0.0.1"
+                .into(),
+        })
+    }
+}
+
 /// The Redis job queue settings.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -94,6 +125,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Where the daemons serve `/metrics`, `/healthz` and `/readyz` (`None`: nowhere).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `queue-work dashboard`'s address and token.
+    pub dashboard: DashboardConfig,
     /// Warnings found while loading (secrets in files others may read), logged once logging
     /// is set up.
     file_warnings: Vec<String>,
@@ -207,6 +240,7 @@ impl Config {
             notify: delivery::notify_config(&l, threshold)?,
             log: log_config(&l)?,
             metrics_addr: metrics_addr(&l)?,
+            dashboard: dashboard_config(&l)?,
             file_warnings: Vec::new(),
         })
     }
@@ -219,6 +253,28 @@ fn log_config(l: &Layers) -> Result<LogConfig, ConfigError> {
         .filter(|f| !f.is_empty())
         .map(PathBuf::from);
     Ok(LogConfig { format, file })
+}
+
+fn dashboard_config(l: &Layers) -> Result<DashboardConfig, ConfigError> {
+    let key = "dashboard.addr";
+    let addr = l.parse(
+        key,
+        "must be an address and port such as 127.0.0.1:8080 or [::1]:8080",
+    )?;
+    let token = Some(l.str("dashboard.token"))
+        .filter(|t| !t.is_empty())
+        .map(crate::secret::Secret::new);
+    if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        return Err(l.invalid(
+            "dashboard.token",
+            "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+        ));
+    }
+    Ok(DashboardConfig {
+        addr,
+        token,
+        addr_origin: l.source(key).clone(),
+    })
 }
 
 fn metrics_addr(l: &Layers) -> Result<Option<std::net::SocketAddr>, ConfigError> {

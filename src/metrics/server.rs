@@ -4,16 +4,11 @@
 //! shows no secret, so binding a non-loopback address is allowed.
 
 use super::Metrics;
+use crate::web::{Request, Response};
 use log::{debug, warn};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A request's whole exchange must fit in this: a stuck client cannot hold the server long.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
 
 /// What a daemon knows of its servers, asked at scrape and probe time.
 pub trait Probe: Send {
@@ -85,12 +80,8 @@ struct Page<'a> {
 
 impl Page<'_> {
     fn answer(self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        let head = read_head(&mut stream)?;
-        let mut words = head.split_whitespace();
-        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let (status, kind, body) = match (method, path) {
+        let request = Request::read(&mut stream, 0)?;
+        let (status, kind, body) = match (request.method.as_str(), request.path.as_str()) {
             ("GET" | "HEAD", "/metrics") => {
                 self.probe.refresh(self.metrics);
                 let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -104,21 +95,7 @@ impl Page<'_> {
             ("GET" | "HEAD", _) => (404, "text/plain", "not found\n".to_string()),
             _ => (405, "text/plain", "only GET\n".to_string()),
         };
-        let reason = match status {
-            200 => "OK",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            _ => "Service Unavailable",
-        };
-        let mut out = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n",
-            body.len()
-        );
-        if method != "HEAD" {
-            out.push_str(&body);
-        }
-        stream.write_all(out.as_bytes())
+        Response::new(status, kind, body).write(&mut stream, request.method == "HEAD")
     }
 
     fn health(&self) -> (u16, &'static str, String) {
@@ -133,18 +110,4 @@ impl Page<'_> {
             (503, "text/plain", body)
         }
     }
-}
-
-/// The request line and headers, up to the blank line (bounded).
-fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
 }
