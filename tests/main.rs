@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod alert_policy;
 mod binaries;
+mod dashboard;
 mod delivery;
 mod fuzz_regressions;
 mod operations;

@@ -3,7 +3,9 @@
 //! with each queue on its own primary (`REDIS_CLUSTER_NODES`). Reported as a ratio, with the
 //! CPU per job of the workers and of Redis (all nodes): on 2 cores, 3 workers and 3 nodes cannot
 //! run side by side, so the CPU figures are what tells how it scales on a bigger machine.
-//! Single, cluster, cluster, single: a drift in the machine's load falls on both sides alike.
+//! Two runs of each of four kinds, mirrored so that a drift in the machine's load falls on all
+//! alike: single and cluster with phase 1's redis driver, and the same with the null driver
+//! (the queue alone, without the PUBLISH that a cluster relays to every node over its bus).
 
 use crate::report::{ClusterDrain, ClusterScaling, pooled_rate};
 use crate::support::Proc;
@@ -18,12 +20,21 @@ use std::time::{Duration, Instant};
 
 /// Queues, each with its own worker (and, in the cluster, its own primary).
 const QUEUES: usize = 3;
-/// Jobs queued on each queue before the workers start.
-const JOBS_PER_QUEUE: usize = 40_000;
+/// Jobs queued on each queue before the workers start: a run lasts 1.5-3 s here.
+const JOBS_PER_QUEUE: usize = 30_000;
 /// Jobs per `Queue::push` call while filling, as in phase 1.
 const PUSH_BATCH: usize = 1_000;
-/// The runs, in order: `true` for the cluster.
-const ORDER: [bool; 4] = [false, true, true, false];
+/// The runs, in order: on the cluster or not, and with which broadcast driver.
+const ORDER: [(bool, &str); 8] = [
+    (false, "redis"),
+    (true, "redis"),
+    (true, "null"),
+    (false, "null"),
+    (false, "null"),
+    (true, "null"),
+    (true, "redis"),
+    (false, "redis"),
+];
 /// Every worker must have emptied its queue by then.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -42,7 +53,7 @@ pub fn run(redis: &RedisServer, db_url: &str) -> ClusterScaling {
         jobs_per_queue: JOBS_PER_QUEUE as u64,
         ..ClusterScaling::default()
     };
-    for (n, &clustered) in ORDER.iter().enumerate() {
+    for (n, &(clustered, driver)) in ORDER.iter().enumerate() {
         let prefix = format!("cluster-{n}:");
         // The names are the cluster's in both deployments: one queue on each primary there.
         let names = cluster.pick_queue_names(QUEUES, &prefix);
@@ -52,11 +63,9 @@ pub fn run(redis: &RedisServer, db_url: &str) -> ClusterScaling {
             redis.url()
         };
         let mut env = crate::env(db_url, &redis_url, &prefix, "bench-cluster");
+        env.retain(|(k, _)| k != "BROADCAST_DRIVER");
+        env.push(("BROADCAST_DRIVER".into(), driver.into()));
         env.push(("INVENTORY_QUEUE".into(), names.join(",")));
-        if std::env::var("XX_NULL").is_ok() {
-            env.retain(|(k, _)| k != "BROADCAST_DRIVER");
-            env.push(("BROADCAST_DRIVER".into(), "null".into()));
-        }
         if clustered {
             env.push(("REDIS_CLUSTER_NODES".into(), cluster.seeds()));
         }
@@ -66,21 +75,25 @@ pub fn run(redis: &RedisServer, db_url: &str) -> ClusterScaling {
             if clustered { "cluster" } else { "single" },
             "the workers' Redis configuration"
         );
-        if clustered {
+        let d = if clustered {
             let owners: Vec<u16> = names
                 .iter()
                 .map(|q| cluster.owner_of_key(&queue_key(&prefix, q)))
                 .collect();
-            out.cluster
-                .push(drain(&env, &names, &mut nodes, &primaries, owners));
+            drain(&env, &names, &mut nodes, &primaries, owners)
         } else {
-            let ports = [redis.port()];
             let owners = vec![redis.port(); QUEUES];
-            out.single
-                .push(drain(&env, &names, &mut single, &ports, owners));
+            drain(&env, &names, &mut single, &[redis.port()], owners)
+        };
+        match (clustered, driver) {
+            (true, "null") => out.cluster_null.push(d),
+            (true, _) => out.cluster.push(d),
+            (false, "null") => out.single_null.push(d),
+            (false, _) => out.single.push(d),
         }
     }
     out.cluster_to_single = pooled_rate(&out.cluster) / pooled_rate(&out.single);
+    out.null_cluster_to_single = pooled_rate(&out.cluster_null) / pooled_rate(&out.single_null);
     out
 }
 
@@ -105,11 +118,18 @@ fn drain(
 ) -> ClusterDrain {
     let config = crate::config(env);
     let deployment = config.redis.topology.name();
+    let driver = config
+        .broadcast
+        .drivers
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut queue = Queue::connect(&config.redis, &config.queue.prefix).expect("connect");
     fill(&config, &mut queue, names);
     let redis_cpu: Vec<f64> = nodes.iter_mut().map(sys::redis_cpu).collect();
     eprintln!(
-        "bench: cluster: {deployment}: {} × queue-work --stop-when-empty --queue",
+        "bench: cluster: {deployment}, {driver} driver: {} × queue-work --stop-when-empty --queue",
         names.len()
     );
     let started = Instant::now();
@@ -159,6 +179,7 @@ fn drain(
     let per_job = |s: f64| s * 1e6 / jobs as f64;
     ClusterDrain {
         deployment: deployment.to_string(),
+        driver,
         jobs,
         left,
         wall_s,

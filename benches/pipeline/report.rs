@@ -335,12 +335,17 @@ fn metrics_rows(m: &MetricsCost, t: &mut Vec<Row>) {
 pub struct ClusterScaling {
     pub queues: u64,
     pub jobs_per_queue: u64,
-    /// The runs on the benchmark's one Redis, in the order run (1st and 4th).
+    /// With phase 1's redis driver, on the benchmark's one Redis, in the order run (1st, 8th).
     pub single: Vec<ClusterDrain>,
-    /// The runs on the cluster, one queue on each primary (2nd and 3rd).
+    /// The same on the cluster, one queue on each primary (2nd, 7th).
     pub cluster: Vec<ClusterDrain>,
     /// Jobs/s on the cluster over jobs/s on one Redis (wall time, all runs pooled).
     pub cluster_to_single: f64,
+    /// The queue alone (the null driver publishes nothing): on the cluster (3rd, 6th), on one
+    /// Redis (4th, 5th).
+    pub cluster_null: Vec<ClusterDrain>,
+    pub single_null: Vec<ClusterDrain>,
+    pub null_cluster_to_single: f64,
 }
 
 /// One drain of every queue, a `queue-work --stop-when-empty --queue NAME` for each.
@@ -348,6 +353,8 @@ pub struct ClusterScaling {
 pub struct ClusterDrain {
     /// `single` or `cluster`, as the configuration the workers got says.
     pub deployment: String,
+    /// `BROADCAST_DRIVER`.
+    pub driver: String,
     /// Over all queues.
     pub jobs: u64,
     /// Jobs pending, delayed or reserved after the workers exited.
@@ -380,73 +387,75 @@ pub fn pooled_rate(runs: &[ClusterDrain]) -> f64 {
     done as f64 / runs.iter().map(|d| d.wall_s).sum::<f64>()
 }
 
-/// One deployment's runs: pooled rate, each run, CPU per job (means over the runs).
-fn cluster_drains(runs: &[ClusterDrain]) -> String {
-    let n = runs.len().max(1) as f64;
-    let mean = |f: fn(&ClusterDrain) -> f64| runs.iter().map(f).sum::<f64>() / n;
-    let each: Vec<String> = runs
-        .iter()
-        .map(|d| format!("{} in {:.2} s", thousands(d.wall_per_s), d.wall_s))
-        .collect();
+/// Means over `runs` of a figure.
+fn mean(runs: &[ClusterDrain], f: fn(&ClusterDrain) -> f64) -> f64 {
+    runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64
+}
+
+/// "workers / Redis (busiest server) µs", means over `runs`.
+fn cpu_per_job(runs: &[ClusterDrain]) -> String {
     format!(
-        "{} ({}); CPU per job, workers / Redis: {:.0} / {:.0} µs (busiest server {:.0} µs)",
-        thousands(pooled_rate(runs)),
-        each.join(", "),
-        mean(|d| d.worker_cpu_us_per_job),
-        mean(|d| d.redis_cpu_us_per_job),
-        mean(|d| d.busiest_node_cpu_us_per_job),
+        "{:.0} / {:.0} ({:.0}) µs",
+        mean(runs, |d| d.worker_cpu_us_per_job),
+        mean(runs, |d| d.redis_cpu_us_per_job),
+        mean(runs, |d| d.busiest_node_cpu_us_per_job),
     )
+}
+
+/// True when every worker exited 0 and left no job.
+fn all_done(runs: &[ClusterDrain]) -> bool {
+    runs.iter()
+        .all(|d| d.left == 0 && d.worker_exits.iter().all(|e| *e == Some(0)))
 }
 
 /// Phase 10's rows.
 fn cluster_rows(c: &ClusterScaling, t: &mut Vec<Row>) {
-    let what = format!(
-        "{} queues × {} jobs, a `queue-work` per queue, no subscriber",
-        c.queues,
-        thousands(c.jobs_per_queue as f64)
-    );
-    let done = |runs: &[ClusterDrain]| {
-        runs.iter()
-            .all(|d| d.left == 0 && d.worker_exits.iter().all(|e| *e == Some(0)))
-    };
+    let cpu = "CPU per job, workers / Redis, all servers (busiest):";
     for (runs, on) in [
-        (&c.single, "one Redis"),
-        (&c.cluster, "Redis Cluster, 3 primaries, a queue on each"),
+        (
+            &c.single,
+            format!(
+                "{} queues × {} jobs, a `queue-work` per queue, no subscriber, one Redis",
+                c.queues,
+                thousands(c.jobs_per_queue as f64)
+            ),
+        ),
+        (
+            &c.cluster,
+            "the same on a Redis Cluster of 3 primaries, a queue on each".to_string(),
+        ),
     ] {
         if runs.is_empty() {
             continue;
         }
+        let each: Vec<String> = runs
+            .iter()
+            .map(|d| format!("{} in {:.2} s", thousands(d.wall_per_s), d.wall_s))
+            .collect();
         let left: u64 = runs.iter().map(|d| d.left).sum();
         t.push(row(
+            format!("10 cluster: {on}: jobs/s until the last worker exits (all runs; each run)"),
             format!(
-                "10 cluster: {what}, {on}: jobs/s over the last worker's exit (all runs; each run)"
+                "{} ({}); {cpu} {}; {left} jobs left",
+                thousands(pooled_rate(runs)),
+                each.join(", "),
+                cpu_per_job(runs)
             ),
-            format!("{}; {left} jobs left", cluster_drains(runs)),
             "every job done",
-            Some(done(runs)),
+            Some(all_done(runs)),
         ));
     }
-    let ceiling = |runs: &[ClusterDrain]| {
-        let n = runs.len().max(1) as f64;
-        1e6 / (runs
-            .iter()
-            .map(|d| d.busiest_node_cpu_us_per_job)
-            .sum::<f64>()
-            / n)
-    };
-    let total = |runs: &[ClusterDrain]| {
-        let n = runs.len().max(1) as f64;
-        runs.iter()
-            .map(|d| d.worker_cpu_us_per_job + d.redis_cpu_us_per_job)
-            .sum::<f64>()
-            / n
-    };
+    let total =
+        |runs: &[ClusterDrain]| mean(runs, |d| d.worker_cpu_us_per_job + d.redis_cpu_us_per_job);
+    // Redis runs commands on one thread: with a core of its own, a server is saturated at
+    // 1 s of CPU per second, whatever else the machine runs.
+    let ceiling = |runs: &[ClusterDrain]| 1e6 / mean(runs, |d| d.busiest_node_cpu_us_per_job);
     t.push(row(
-        "10 cluster: cluster / one Redis, jobs/s on this machine",
+        "10 cluster: cluster / one Redis, jobs/s here (2 cores for 3 workers and the servers)",
         format!(
-            "{:.2}×; CPU per job in all (workers + Redis): {:.0} µs on the cluster, {:.0} µs on one \
-             Redis; Redis-bound ceiling with a core per server (1 s / busiest server's CPU per \
-             job): {} vs {} jobs/s ({:.2}×)",
+            "{:.2}×; CPU per job in all (workers + Redis): {:.0} µs on the cluster, {:.0} µs on \
+             one Redis; with a core per server, Redis alone would allow 1 s / busiest server's \
+             CPU per job = {} vs {} jobs/s ({:.2}×)",
             c.cluster_to_single,
             total(&c.cluster),
             total(&c.single),
@@ -457,6 +466,26 @@ fn cluster_rows(c: &ClusterScaling, t: &mut Vec<Row>) {
         "",
         None,
     ));
+    if !c.cluster_null.is_empty() && !c.single_null.is_empty() {
+        let redis = |runs: &[ClusterDrain]| mean(runs, |d| d.redis_cpu_us_per_job);
+        t.push(row(
+            "10 cluster: the queue alone (null driver): jobs/s, cluster / one Redis (all runs)",
+            format!(
+                "{} / {} = {:.2}×; {cpu} {} on the cluster, {} on one Redis. The redis \
+                 driver's PUBLISH costs Redis {:.1} µs per job on the cluster (the node that gets it relays \
+                 it to every other node over the cluster bus), {:.1} µs on one Redis",
+                thousands(pooled_rate(&c.cluster_null)),
+                thousands(pooled_rate(&c.single_null)),
+                c.null_cluster_to_single,
+                cpu_per_job(&c.cluster_null),
+                cpu_per_job(&c.single_null),
+                redis(&c.cluster) - redis(&c.cluster_null),
+                redis(&c.single) - redis(&c.single_null),
+            ),
+            "every job done",
+            Some(all_done(&c.cluster_null) && all_done(&c.single_null)),
+        ));
+    }
 }
 
 /// Phase 8's rows.

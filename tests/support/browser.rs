@@ -334,16 +334,15 @@ impl Browser {
     /// the last value or error is in the panic message at the deadline.
     pub fn wait_for(&mut self, js_condition: &str, within: Duration) -> Value {
         let end = Instant::now() + within;
-        let mut last = String::from("never evaluated");
         loop {
             // One evaluation may run past `end` a little rather than be cut off there.
             let answer_by = end.max(Instant::now() + Duration::from_secs(2));
-            match self.try_eval(js_condition, answer_by) {
+            let last = match self.try_eval(js_condition, answer_by) {
                 Ok(value) if truthy(&value) => return value,
-                Ok(value) => last = format!("last value: {value}"),
-                Err(Some(error)) => last = format!("last error: {error}"),
-                Err(None) => last = "the last evaluation never answered".into(),
-            }
+                Ok(value) => format!("last value: {value}"),
+                Err(Some(error)) => format!("last error: {error}"),
+                Err(None) => "the last evaluation never answered".into(),
+            };
             if Instant::now() >= end {
                 panic!(
                     "wait_for({js_condition:?}): not true within {within:?} ({last}){}",
@@ -663,21 +662,9 @@ impl Drop for Browser {
             .ws
             .get_mut()
             .set_write_timeout(Some(Duration::from_millis(200)));
-        // Asked to close, Chromium ends its helper processes itself (none is left for init
-        // to reap); whatever is still running after a moment is killed as `launched` drops.
-        let id = self.next_id;
-        let close = json!({ "id": id, "method": "Browser.close" }).to_string();
-        if self.ws.send(Message::text(close)).is_ok() {
-            let end = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = self.launched.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
         let _ = self.ws.close(None);
         let _ = self.ws.flush();
+        // Then `launched` drops: Chromium's process group is killed, its directory removed.
     }
 }
 
@@ -790,173 +777,4 @@ fn exception_text(details: &Value) -> String {
         out.push_str(&format!(" ({url}:{line})"));
     }
     out
-}
-
-// TEMPORARY SELF-TEST (to be removed)
-#[test]
-fn browser_selftest() {
-    use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut request = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                request.push_str(&line);
-            }
-            let target = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (status, extra, body): (&str, String, String) = if target.starts_with("/missing") {
-                ("404 Not Found", String::new(), "nope".into())
-            } else if target.starts_with("/csp") {
-                ("200 OK", "Content-Security-Policy: script-src 'none'\r\n".into(),
-                 "<html><body><p>csp</p><script>console.log('inline ran')</script></body></html>".into())
-            } else if target.starts_with("/throw") {
-                ("200 OK", String::new(),
-                 "<html><body><script>throw new Error('boom')</script><script>Promise.reject(new Error('rej'))</script><img src=\"/missing.png\"></body></html>".into())
-            } else if target.starts_with("/headers") {
-                (
-                    "200 OK",
-                    "Set-Cookie: sid=abc; HttpOnly; SameSite=Strict; Path=/\r\n".into(),
-                    format!(
-                        "<html><body><pre id=\"h\">{}</pre></body></html>",
-                        request.replace('<', "&lt;")
-                    ),
-                )
-            } else {
-                (
-                    "200 OK",
-                    String::new(),
-                    format!(
-                        "<!doctype html><html><head><meta name=viewport content=\"width=device-width\"></head>\
-                     <body style=\"font-family:sans-serif\"><h1>Inventory</h1><button id=\"b\" onclick=\"this.textContent='clicked'\">click me</button>\
-                     <div style=\"height:1500px;background:linear-gradient(#fff,#9cf)\">tall</div><p>bottom</p>\
-                     <script>if (location.search.includes('flag')) console.error('x'); console.log('hello', 42, {{a:1}});</script></body></html>"
-                    ),
-                )
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    let base = format!("http://127.0.0.1:{port}");
-
-    let t = Instant::now();
-    let mut b = Browser::start();
-    let started = t.elapsed();
-    let t = Instant::now();
-    b.goto(&format!("{base}/"));
-    let first_goto = t.elapsed();
-    b.wait_for(
-        "document.querySelector('#b').textContent === 'click me'",
-        Duration::from_secs(5),
-    );
-    b.click("#b");
-    b.wait_for(
-        "document.querySelector('#b').textContent === 'clicked'",
-        Duration::from_secs(5),
-    );
-    let errs = b.console_errors();
-    assert!(errs.is_empty(), "{errs:?}");
-    let t = Instant::now();
-    b.goto(&format!("{base}/?flag=1"));
-    let second_goto = t.elapsed();
-    let errs = b.console_errors();
-    assert_eq!(errs, vec!["console.error: x".to_string()]);
-    assert_eq!(b.eval("1+1"), json!(2));
-    assert_eq!(b.eval("Promise.resolve({a:[1,'s']})"), json!({"a":[1,"s"]}));
-    assert_eq!(b.eval("undefined"), Value::Null);
-    assert_eq!(b.eval("0/0"), json!("NaN"));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.eval("throw new TypeError('bad')")
-    }));
-    eprintln!(
-        "eval throw panic: {:?}",
-        r.unwrap_err().downcast_ref::<String>()
-    );
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.click("#nope")));
-    eprintln!(
-        "click panic: {:?}",
-        r.unwrap_err()
-            .downcast_ref::<String>()
-            .map(|s| s.lines().next().unwrap().to_string())
-    );
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.wait_for(
-            "document.querySelector('#zz').id",
-            Duration::from_millis(300),
-        )
-    }));
-    eprintln!(
-        "wait_for panic: {:?}",
-        r.unwrap_err().downcast_ref::<String>()
-    );
-
-    b.set_viewport(390, 844, true);
-    assert_eq!(b.eval("window.innerWidth"), json!(390));
-    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-selftest.png");
-    let _ = std::fs::remove_file(&png);
-    let t = Instant::now();
-    b.screenshot(&png);
-    let shot_time = t.elapsed();
-    let bytes = std::fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
-    let (w, h) = (
-        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
-        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
-    );
-    eprintln!("png {w}x{h}, {} bytes", bytes.len());
-
-    // exploration: CSP, exceptions, 404, headers, cookies
-    b.goto(&format!("{base}/csp"));
-    b.goto(&format!("{base}/throw"));
-    std::thread::sleep(Duration::from_millis(300));
-    for e in b.console_errors() {
-        eprintln!("ERR {e}");
-    }
-    b.set_extra_headers(json!({"Authorization": "Bearer t0k"}));
-    b.goto(&format!("{base}/headers"));
-    eprintln!(
-        "headers page: {}",
-        b.eval("document.querySelector('#h').textContent")
-    );
-    eprintln!("cookies: {}", b.cookies());
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.goto("http://127.0.0.1:9/")
-    }));
-    eprintln!(
-        "goto refused panic: {:?}",
-        r.unwrap_err()
-            .downcast_ref::<String>()
-            .map(|s| s.lines().next().unwrap().to_string())
-    );
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.goto("http://example.com/")
-    }));
-    eprintln!(
-        "goto external panic: {:?}",
-        r.unwrap_err()
-            .downcast_ref::<String>()
-            .map(|s| s.lines().next().unwrap().to_string())
-    );
-    b.goto(&format!("http://localhost:{port}/"));
-    assert_eq!(b.eval("document.querySelector('h1').textContent"), json!("Inventory"));
-    b.goto(&format!("{base}/#frag"));
-    b.goto(&format!("{base}/#frag2"));
-    let t = Instant::now();
-    drop(b);
-    let dropped = t.elapsed();
-    eprintln!("after drop: {}", String::from_utf8_lossy(&std::process::Command::new("sh").arg("-c").arg("ps -eo pid,ppid,stat,comm | grep -i chrom; ls -d /tmp/ib-chromium* 2>&1").output().unwrap().stdout));
-    eprintln!(
-        "TIMINGS start={started:?} first_goto={first_goto:?} second_goto={second_goto:?} screenshot={shot_time:?} drop={dropped:?}"
-    );
 }

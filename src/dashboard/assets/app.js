@@ -204,8 +204,7 @@
         el('span', { class: 'badge ' + st }, txt(l.state)),
         el('span', null, txt(l.host)),
         el('span', { class: 'muted' }, 'pid ' + fmtNum(l.pid)),
-        el('span', { class: 'muted' }, 'up ' + since(l.started_ms, now)),
-        el('span', { class: 'muted' }, 'seen ' + since(l.seen_ms, now) + ' ago'));
+        el('span', { class: 'muted' }, 'up ' + since(l.started_ms, now)));
     }));
   }
 
