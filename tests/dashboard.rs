@@ -152,6 +152,16 @@ fn a_running_pipeline_fills_every_card_at_desktop_and_phone_width() {
     b.set_viewport(1280, 900, false);
     b.goto(&format!("http://{addr}/"));
     b.wait_for("document.body.dataset.ready === '1'", DEADLINE);
+    // Page weight: the page, its assets and the first answer of each endpoint.
+    let weight = b.eval(
+        "['navigation', 'resource'].flatMap((t) => performance.getEntriesByType(t)) \
+         .reduce((sum, e) => sum + e.transferSize, 0)",
+    );
+    println!("first load: {weight} bytes transferred");
+    assert!(
+        weight.as_u64().is_some_and(|w| w > 0 && w < 100_000),
+        "first load {weight} bytes"
+    );
     b.wait_for(
         "document.querySelectorAll('#alerts tbody tr[data-alert]').length >= 13 \
          && document.querySelector('#now-count')?.textContent === '32' \
