@@ -16,10 +16,18 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How long a heartbeat lives: three missed beats and the process counts as gone.
 pub const TTL: Duration = Duration::from_secs(15);
 
+/// What the heartbeat thread is told.
+enum Signal {
+    /// Beat now: what it tells changed.
+    Beat,
+    /// Unregister and end.
+    Stop,
+}
+
 /// A running heartbeat; [`Heartbeat::stop`] removes the process from the registry.
 pub struct Heartbeat<M: Member> {
     state: Arc<Mutex<M>>,
-    stop: mpsc::Sender<()>,
+    signal: mpsc::Sender<Signal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -28,16 +36,16 @@ impl<M: Member> Heartbeat<M> {
     /// away is only logged (at debug): the heartbeat is for display, the work goes on.
     pub fn start(redis: &RedisConfig, prefix: &str, info: M) -> Heartbeat<M> {
         let state = Arc::new(Mutex::new(info));
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (signal, signals) = mpsc::channel::<Signal>();
         let (url, prefix, shared) = (redis.clone(), prefix.to_string(), state.clone());
         let thread = std::thread::Builder::new()
             .name("heartbeat".into())
-            .spawn(move || beat_until_stopped(&url, &prefix, &shared, &stopped))
+            .spawn(move || beat_until_stopped(&url, &prefix, &shared, &signals))
             .map_err(|e| debug!("no heartbeat thread: {e}"))
             .ok();
         Heartbeat {
             state,
-            stop,
+            signal,
             thread,
         }
     }
@@ -49,9 +57,16 @@ impl<M: Member> Heartbeat<M> {
         change(&mut info);
     }
 
+    /// Changes what the heartbeat tells and beats at once (a listener that became active
+    /// should not show as starting for a whole interval).
+    pub fn update_now(&self, change: impl FnOnce(&mut M)) {
+        self.update(change);
+        let _ = self.signal.send(Signal::Beat);
+    }
+
     /// Stops beating and removes the process from the registry.
     pub fn stop(mut self) {
-        let _ = self.stop.send(());
+        let _ = self.signal.send(Signal::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -62,7 +77,7 @@ fn beat_until_stopped<M: Member>(
     url: &RedisConfig,
     prefix: &str,
     state: &Mutex<M>,
-    stopped: &mpsc::Receiver<()>,
+    signals: &mpsc::Receiver<Signal>,
 ) {
     let mut queue: Option<Queue> = None;
     let mut first = true;
@@ -82,9 +97,9 @@ fn beat_until_stopped<M: Member>(
                 queue = None;
             }
         }
-        match stopped.recv_timeout(INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        match signals.recv_timeout(INTERVAL) {
+            Ok(Signal::Beat) | Err(RecvTimeoutError::Timeout) => continue,
+            Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     let info = state.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -116,6 +116,40 @@ fn a_cluster_runs_the_pipeline_with_two_workers_on_queues_held_by_two_nodes() {
         "exactly the expected broadcasts"
     );
     assert_eq!(sub.all().len(), 7, "no duplicate broadcasts");
+
+    // `status` reads every node: both workers' and the listener's heartbeats, both queues.
+    let status = w.status(&[]);
+    assert_eq!(
+        status["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(status["listeners"][0]["state"], "active", "{status}");
+    assert_eq!(
+        status["queues"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    // `failed retry` puts a job back on its queue's node, where a worker takes it.
+    let failed = job("broadcast:redis", 4242);
+    let mut db = inventory_broadcast::db::Db::connect(&config.database).expect("connect");
+    inventory_broadcast::db::failed::record(
+        &mut db,
+        &failed.id.to_string(),
+        &names[1],
+        &String::from_utf8(failed.encode()).expect("UTF-8"),
+        "test",
+    )
+    .expect("record");
+    let out = w.run("queue-work", &["failed", "retry", "all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the retried job is broadcast", DEADLINE, || {
+        counts(&sub).contains(&4242).then_some(())
+    });
 }
 
 /// Pushes jobs carrying counts 1..=n onto `name` at a steady pace, runs `during` once

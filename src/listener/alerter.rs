@@ -61,7 +61,7 @@ impl Alerter {
             } else {
                 ListenerState::Standby
             };
-            h.update(|info| info.state = state);
+            h.update_now(|info| info.state = state);
         }
     }
 
