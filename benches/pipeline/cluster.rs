@@ -143,7 +143,7 @@ fn drain(
             )
         })
         .collect();
-    let exited = wait_all_with_cpu(&mut workers, DRAIN_DEADLINE);
+    let exited = wait_all_with_cpu(&workers, DRAIN_DEADLINE);
     let redis_cpu_s: Vec<f64> = nodes
         .iter_mut()
         .zip(redis_cpu)
@@ -226,7 +226,7 @@ fn fill(config: &Config, queue: &mut Queue, names: &[String]) {
 
 /// Waits (reaping none) until every worker has exited; returns each one's final CPU time in
 /// seconds and when it was seen exited (within 5 ms). Panics at the deadline.
-fn wait_all_with_cpu(workers: &mut [Proc], within: Duration) -> Vec<(f64, Instant)> {
+fn wait_all_with_cpu(workers: &[Proc], within: Duration) -> Vec<(f64, Instant)> {
     let ticks = sys::clock_ticks();
     let end = Instant::now() + within;
     let mut exited: Vec<Option<(f64, Instant)>> = vec![None; workers.len()];
