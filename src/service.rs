@@ -6,7 +6,7 @@ use crate::event::Alert;
 use crate::notify::policy::{Decision, Policy, State};
 use crate::notify::{Channel, Notice, NoticeKind};
 use crate::queue::job::Kind;
-use crate::queue::recent::RecentAlert;
+use crate::queue::recent;
 use crate::queue::{Guarded, Job, Queue};
 use crate::redis_conn::RedisError;
 use std::time::SystemTime;
@@ -63,22 +63,10 @@ impl Dispatcher {
             .iter()
             .flat_map(|a| jobs_for(&self.config, a))
             .collect();
-        self.queue.push(&self.config.queue.names[0], &jobs)?;
-        self.remember(alerts, &jobs);
+        let recent = recent::entries(alerts, &jobs);
+        self.queue
+            .push_with(&self.config.queue.names[0], &jobs, &recent)?;
         Ok(jobs)
-    }
-
-    /// Adds the alerts that went out as jobs to the recent list (the dashboard's). Best
-    /// effort: the jobs are queued already, and a list that missed one only shows less.
-    fn remember(&mut self, alerts: &[Alert], jobs: &[Job]) {
-        let recent: Vec<RecentAlert> = alerts
-            .iter()
-            .map(|a| RecentAlert::new(a, jobs))
-            .filter(|r| !r.jobs.is_empty())
-            .collect();
-        if let Err(e) = self.queue.remember(&self.config.queue.names[0], &recent) {
-            log::debug!("cannot add to the recent alerts: {e}");
-        }
     }
 
     /// Pushes the jobs `plan` asks for. The policy's state and the jobs are written in one
@@ -95,9 +83,7 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let jobs = self.decide(alert, plan.people, now, broadcast, true)?.1;
-        self.remember(std::slice::from_ref(alert), &jobs);
-        Ok(jobs)
+        Ok(self.decide(alert, plan.people, now, broadcast, true)?.1)
     }
 
     /// Decides and records what people are told about `alert`, without queueing anything:
@@ -148,6 +134,7 @@ impl Dispatcher {
             let mut g = Guarded {
                 writes: Vec::new(),
                 jobs: broadcast,
+                recent: Vec::new(),
                 value: Vec::new(),
             };
             if people == People::Force {
@@ -155,7 +142,8 @@ impl Dispatcher {
                     tell(&mut g, *channel, NoticeKind::Manual, None);
                 }
             }
-            self.queue.push(&name, &g.jobs)?;
+            let recent = recent::entries(std::slice::from_ref(alert), &g.jobs);
+            self.queue.push_with(&name, &g.jobs, &recent)?;
             return Ok((g.value, g.jobs));
         }
         let keys = self.queue.keys(&name);
@@ -169,6 +157,7 @@ impl Dispatcher {
             let mut g = Guarded {
                 writes: Vec::new(),
                 jobs: broadcast.clone(),
+                recent: Vec::new(),
                 value: Vec::new(),
             };
             for (((channel, policy), key), raw) in channels.iter().zip(&keys).zip(values) {
@@ -190,6 +179,7 @@ impl Dispatcher {
                     }
                 }
             }
+            g.recent = recent::entries(std::slice::from_ref(alert), &g.jobs);
             g
         };
         let applied = self.queue.push_guarded(&name, &keys, decide)?;

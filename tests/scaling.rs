@@ -20,6 +20,26 @@ fn cluster_world(cluster: &RedisCluster) -> World {
     w
 }
 
+/// A world working one queue of `cluster`: its name, the port of the primary holding it, and
+/// a subscriber on another primary.
+fn one_queue_world(cluster: &RedisCluster) -> (World, String, u16, Subscriber) {
+    let mut w = cluster_world(cluster);
+    let name = cluster.pick_queue_names(1, &w.prefix).remove(0);
+    w.set("INVENTORY_QUEUE", &name);
+    let holder = cluster.owner_of_key(&queue_key(&w.prefix, &name));
+    let sub = w.subscribe_at(&cluster.url_of(other_primary(cluster, holder)));
+    (w, name, holder, sub)
+}
+
+/// A primary of `cluster` other than `port`.
+fn other_primary(cluster: &RedisCluster, port: u16) -> u16 {
+    cluster
+        .primary_ports()
+        .into_iter()
+        .find(|p| *p != port)
+        .expect("another primary")
+}
+
 /// The item counts of the broadcasts received so far.
 fn counts(sub: &Subscriber) -> Vec<u64> {
     sub.all()
@@ -65,12 +85,7 @@ fn a_cluster_runs_the_pipeline_with_two_workers_on_queues_held_by_two_nodes() {
     let names = cluster.pick_queue_names(2, &w.prefix);
     w.set("INVENTORY_QUEUE", &names.join(","));
     let holder = cluster.owner_of_key(&queue_key(&w.prefix, &names[0]));
-    let elsewhere = cluster
-        .primary_ports()
-        .into_iter()
-        .find(|p| *p != holder)
-        .expect("another primary");
-    let sub = w.subscribe_at(&cluster.url_of(elsewhere));
+    let sub = w.subscribe_at(&cluster.url_of(other_primary(&cluster, holder)));
     let listener = w.spawn("items-listen", &[]);
     let both = names.join(",");
     let reversed = format!("{},{}", names[1], names[0]);
@@ -187,16 +202,7 @@ fn stream(w: &World, name: &str, n: u64, during: impl FnOnce()) -> (BTreeSet<u64
 #[test]
 fn a_cluster_failover_of_the_queues_node_mid_stream_loses_no_acknowledged_job() {
     let cluster = RedisCluster::start(3, 1);
-    let mut w = cluster_world(&cluster);
-    let name = cluster.pick_queue_names(1, &w.prefix).remove(0);
-    w.set("INVENTORY_QUEUE", &name);
-    let holder = cluster.owner_of_key(&queue_key(&w.prefix, &name));
-    let elsewhere = cluster
-        .primary_ports()
-        .into_iter()
-        .find(|p| *p != holder)
-        .expect("another primary");
-    let sub = w.subscribe_at(&cluster.url_of(elsewhere));
+    let (w, name, holder, sub) = one_queue_world(&cluster);
     let worker = w.spawn("queue-work", &[]);
     worker.wait_for_log("working queue(s)");
     let mut promoted = 0;
@@ -233,11 +239,7 @@ fn a_slot_migration_of_the_queues_slot_mid_stream_loses_nothing() {
     w.set("INVENTORY_QUEUE", &name);
     let key = queue_key(&w.prefix, &name);
     let holder = cluster.owner_of_key(&key);
-    let target = cluster
-        .primary_ports()
-        .into_iter()
-        .find(|p| *p != holder)
-        .expect("another primary");
+    let target = other_primary(&cluster, holder);
     let sub = w.subscribe_at(&cluster.url_of(holder));
     let worker = w.spawn("queue-work", &[]);
     worker.wait_for_log("working queue(s)");
@@ -351,16 +353,7 @@ fn alive(p: &Proc) -> bool {
 #[test]
 fn notify_during_a_cluster_failover_waits_and_the_blocked_worker_follows() {
     let mut cluster = RedisCluster::start(3, 1);
-    let mut w = cluster_world(&cluster);
-    let name = cluster.pick_queue_names(1, &w.prefix).remove(0);
-    w.set("INVENTORY_QUEUE", &name);
-    let holder = cluster.owner_of_key(&queue_key(&w.prefix, &name));
-    let elsewhere = cluster
-        .primary_ports()
-        .into_iter()
-        .find(|p| *p != holder)
-        .expect("another primary");
-    let sub = w.subscribe_at(&cluster.url_of(elsewhere));
+    let (w, name, holder, sub) = one_queue_world(&cluster);
     let worker = w.spawn("queue-work", &[]);
     worker.wait_for_log("working queue(s)");
     // The worker is blocked on the queue's node when it dies; its replica takes over after

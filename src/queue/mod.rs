@@ -44,6 +44,8 @@ pub struct Guarded<T> {
     pub writes: Vec<(String, Option<String>)>,
     /// Jobs to push.
     pub jobs: Vec<Job>,
+    /// Alerts to add to the queue's recent list with them ([`recent`]).
+    pub recent: Vec<recent::RecentAlert>,
     /// What the caller gets back.
     pub value: T,
 }
@@ -146,6 +148,36 @@ impl Queue {
     pub fn push(&mut self, name: &str, jobs: &[Job]) -> Result<(), RedisError> {
         let raw: Vec<Vec<u8>> = jobs.iter().map(Job::encode).collect();
         self.push_raw(name, &raw)
+    }
+
+    /// Pushes jobs onto queue `name` and adds `recent` to its recent list, in one round trip
+    /// (the push script's source goes along: EVALSHA could meet NOSCRIPT in a pipeline).
+    pub fn push_with(
+        &mut self,
+        name: &str,
+        jobs: &[Job],
+        recent: &[recent::RecentAlert],
+    ) -> Result<(), RedisError> {
+        if recent.is_empty() {
+            return self.push(name, jobs);
+        }
+        let k = self.keys(name);
+        let mut pipe = redis::pipe();
+        if !jobs.is_empty() {
+            let push = pipe
+                .cmd("EVAL")
+                .arg(PUSH)
+                .arg(3)
+                .arg(&k.pending)
+                .arg(&k.notify)
+                .arg(&k.attempts);
+            for job in jobs {
+                push.arg(job.encode());
+            }
+            push.ignore();
+        }
+        recent::add_to(&mut pipe, &k.recent(), recent);
+        self.router.write(Some(&k.pending), |con| pipe.exec(con))
     }
 
     /// Pushes raw job bytes (tests use it to push malformed jobs).
@@ -389,6 +421,7 @@ fn guarded_try<T>(
             push.arg(job.encode());
         }
     }
+    recent::add_to(&mut pipe, &k.recent(), &guarded.recent);
     let reply: redis::Value = pipe.query(con)?;
     Ok((reply != redis::Value::Nil).then_some(guarded))
 }

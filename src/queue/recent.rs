@@ -1,6 +1,5 @@
 //! The last alerts dispatched, newest first, in a capped Redis list beside the first queue:
-//! the dashboard's "recent alerts". Written after each dispatch, best effort (it is for
-//! display; the jobs are what count).
+//! the dashboard's "recent alerts". Written with the jobs, in the same round trip.
 
 use super::Queue;
 use crate::event::Alert;
@@ -46,33 +45,29 @@ impl RecentAlert {
     }
 }
 
-impl Queue {
-    /// Adds `alerts` (oldest first) to queue `name`'s recent list, keeping the newest
-    /// [`KEEP`]; one round trip.
-    pub fn remember(&mut self, name: &str, alerts: &[RecentAlert]) -> Result<(), RedisError> {
-        if alerts.is_empty() {
-            return Ok(());
-        }
-        let key = self.keys(name).recent();
-        let entries: Vec<String> = alerts
-            .iter()
-            .filter_map(|a| serde_json::to_string(a).ok())
-            .collect();
-        self.on(&key, |con| {
-            redis::pipe()
-                .cmd("LPUSH")
-                .arg(&key)
-                .arg(&entries)
-                .ignore()
-                .cmd("LTRIM")
-                .arg(&key)
-                .arg(0)
-                .arg(KEEP - 1)
-                .ignore()
-                .exec(con)
-        })
+/// Adds `alerts` (oldest first) to the list at `key` in `pipe`, keeping the newest [`KEEP`].
+pub(super) fn add_to(pipe: &mut redis::Pipeline, key: &str, alerts: &[RecentAlert]) {
+    let entries: Vec<String> = alerts
+        .iter()
+        .filter_map(|a| serde_json::to_string(a).ok())
+        .collect();
+    if entries.is_empty() {
+        return;
     }
+    pipe.cmd("LPUSH").arg(key).arg(&entries).ignore();
+    pipe.cmd("LTRIM").arg(key).arg(0).arg(KEEP - 1).ignore();
+}
 
+/// The recent-list entries of `alerts` that went out as some of `jobs`.
+pub fn entries(alerts: &[Alert], jobs: &[Job]) -> Vec<RecentAlert> {
+    alerts
+        .iter()
+        .map(|a| RecentAlert::new(a, jobs))
+        .filter(|r| !r.jobs.is_empty())
+        .collect()
+}
+
+impl Queue {
     /// Queue `name`'s recent alerts, newest first; unreadable entries are skipped.
     pub fn recent(&mut self, name: &str) -> Result<Vec<RecentAlert>, RedisError> {
         let key = self.keys(name).recent();

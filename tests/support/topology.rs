@@ -404,33 +404,10 @@ fn logs_of(nodes: &[&Node]) -> String {
         .join("\n")
 }
 
-/// The slot of `key` as Redis Cluster computes it: CRC16 (XMODEM) of the hash tag (the bytes
-/// between the first `{` and the next `}`, when not empty) or of the whole key, mod 16384.
+/// The slot of `key` as Redis Cluster computes it (the library's own function, which its unit
+/// tests check against the values `CLUSTER KEYSLOT` gives).
 pub fn slot_of(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match bytes.iter().position(|&b| b == b'{') {
-        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    crc16_xmodem(hashed) % SLOTS
-}
-
-fn crc16_xmodem(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    inventory_broadcast::redis_conn::slots::slot_of(key.as_bytes())
 }
 
 /// The queue key a queue name maps to: `{prefix}{queues:NAME}` (hash tag `queues:NAME`).
