@@ -19,6 +19,9 @@ pub enum People {
     /// Tell every enabled channel, whatever the policy says, and record nothing
     /// (`notify --force`).
     Force,
+    /// Tell no one and record nothing: broadcast only (a count in the middle of a backlog the
+    /// logical source catches up on; the policy sees the latest).
+    Skip,
 }
 
 /// What one alert sets in motion.
@@ -130,7 +133,7 @@ impl Dispatcher {
             }
             g.value.push((channel, notice));
         };
-        if people == People::Force || channels.is_empty() {
+        if people != People::Policy || channels.is_empty() {
             let mut g = Guarded {
                 writes: Vec::new(),
                 jobs: broadcast,

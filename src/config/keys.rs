@@ -82,6 +82,8 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("database.lock_timeout", "INVENTORY_DB_LOCK_TIMEOUT", "10s"),
     key("listener.channel", "INVENTORY_LISTEN_CHANNEL", "item_count"),
+    key("listener.source", "INVENTORY_SOURCE", "notify"),
+    key("listener.slot", "INVENTORY_LOGICAL_SLOT", "inventory_items"),
     secret("redis.url", "REDIS_URL", ""),
     key("redis.host", "REDIS_HOST", "127.0.0.1"),
     key("redis.port", "REDIS_PORT", "6379"),

@@ -125,6 +125,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Where the daemons serve `/metrics`, `/healthz` and `/readyz` (`None`: nowhere).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the listener learns of changes: NOTIFY or a logical replication slot.
+    pub source: crate::db::logical::ChangeSource,
+    /// The logical source's slot (and publication) name.
+    pub slot: String,
     /// `queue-work dashboard`'s address and token.
     pub dashboard: DashboardConfig,
     /// Warnings found while loading (secrets in files others may read), logged once logging
@@ -241,6 +245,14 @@ impl Config {
             log: log_config(&l)?,
             metrics_addr: metrics_addr(&l)?,
             dashboard: dashboard_config(&l)?,
+            source: crate::db::logical::ChangeSource::parse(&l.str("listener.source"))
+                .ok_or_else(|| l.invalid("listener.source", "must be notify or logical"))?,
+            slot: {
+                let slot = l.str("listener.slot");
+                crate::db::logical::check_slot_name(&slot)
+                    .map_err(|e| l.invalid("listener.slot", e))?;
+                slot
+            },
             file_warnings: Vec::new(),
         })
     }

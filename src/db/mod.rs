@@ -3,6 +3,7 @@
 
 pub mod count;
 pub mod failed;
+pub mod logical;
 pub mod migrate;
 pub mod recorder;
 pub mod tls;

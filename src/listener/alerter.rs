@@ -11,7 +11,7 @@ use crate::queue::registry::{ListenerInfo, ListenerState};
 use crate::redis_conn::RedisError;
 use crate::service::{self, Dispatcher, People, Plan};
 use log::{debug, info, warn};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +25,8 @@ pub(super) struct Alerter {
     dispatcher: Option<Dispatcher>,
     /// Alerts not yet queued, oldest first.
     pending: VecDeque<Alert>,
+    /// Those of `pending` the people policy is not asked about (broadcast only).
+    quiet: HashSet<uuid::Uuid>,
     /// True when a people channel (Slack, email) is on: then every count goes through the
     /// alert policy, even below the broadcast minimum, since it may resolve an alert.
     people: bool,
@@ -42,6 +44,7 @@ impl Alerter {
             config: config.clone(),
             dispatcher: Some(dispatcher),
             pending: VecDeque::new(),
+            quiet: HashSet::new(),
             people: !service::enabled(config).is_empty(),
             redis: Backoff::new(),
             retry_at: Instant::now(),
@@ -72,6 +75,28 @@ impl Alerter {
 
     /// Rates `count` and keeps its alert for the next [`Alerter::flush`].
     pub(super) fn on_count(&mut self, count: u64) {
+        self.on_count_for(count, true);
+    }
+
+    /// True when every alert rated so far is queued.
+    pub(super) fn flushed(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Forgets the alerts not queued yet (the logical source reads them again later).
+    pub(super) fn discard(&mut self) {
+        self.pending.clear();
+        self.quiet.clear();
+    }
+
+    /// True while Redis is down and the next try is not due.
+    pub(super) fn waiting_for_redis(&self) -> bool {
+        self.dispatcher.is_none() && Instant::now() < self.retry_at
+    }
+
+    /// [`Alerter::on_count`]; with `people` false the alert is broadcast only, and the people
+    /// policy is not asked about it.
+    pub(super) fn on_count_for(&mut self, count: u64, people: bool) {
         if count > MAX_COUNT {
             warn!(
                 "count {count} is above {MAX_COUNT} (2^53 - 1), the largest a browser's JSON \
@@ -87,15 +112,19 @@ impl Alerter {
         if redis_down {
             // Only the latest state matters after an outage.
             self.pending.clear();
+            self.quiet.clear();
         }
         // Below the minimum, a count is not broadcast, but it may still resolve an alert that
         // people were told about, so the policy sees every count once Slack or email is on.
-        if alert.severity < self.config.min_severity && !self.people {
+        if alert.severity < self.config.min_severity && !(self.people && people) {
             debug!(
                 "count {count} is {} ({}%): below the alert minimum",
                 alert.severity, alert.percentage
             );
             return;
+        }
+        if !people {
+            self.quiet.insert(alert.alert_id);
         }
         self.pending.push_back(alert);
     }
@@ -176,6 +205,7 @@ impl Alerter {
             let alerts = self.pending.make_contiguous();
             let jobs = dispatcher.broadcast_all(alerts)?;
             let per_alert = jobs.len() / alerts.len().max(1);
+            self.quiet.clear();
             for alert in self.pending.drain(..) {
                 let (alert_id, severity) = (alert.alert_id.to_string(), alert.severity.as_str());
                 info!(
@@ -189,9 +219,10 @@ impl Alerter {
         // The people policy decides per alert, each in its own transaction; an alert leaves
         // `pending` only once its transaction went through.
         while let Some(alert) = self.pending.front() {
+            let quiet = self.quiet.contains(&alert.alert_id);
             let plan = Plan {
                 broadcast: alert.severity >= self.config.min_severity,
-                people: People::Policy,
+                people: if quiet { People::Skip } else { People::Policy },
             };
             let jobs = dispatcher.dispatch(alert, plan, crate::clock::now())?;
             if jobs.is_empty() {
@@ -214,7 +245,9 @@ impl Alerter {
                     alert.alert_id
                 );
             }
-            self.pending.pop_front();
+            if let Some(done) = self.pending.pop_front() {
+                self.quiet.remove(&done.alert_id);
+            }
         }
         Ok(())
     }

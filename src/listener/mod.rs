@@ -16,6 +16,7 @@
 //! [`payload`] checks what a NOTIFY carries; `alerter` rates counts and queues their alerts.
 
 mod alerter;
+mod logical;
 pub mod payload;
 mod probe;
 
@@ -23,6 +24,7 @@ use self::alerter::Alerter;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::count::{Schema, SigningKey};
+use crate::db::logical::ChangeSource;
 use crate::db::{Db, DbError};
 use crate::heartbeat::Heartbeat;
 use crate::metrics::{Daemon, Metrics};
@@ -110,6 +112,9 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), ListenerError> {
     result
 }
 
+/// One connection's life: it returns on a stop, or with the error that ended it.
+type Session = fn(&mut Db, &mut Alerter, &mut Backoff, &Shutdown) -> Result<(), ListenerError>;
+
 /// Sessions, one after another, until a stop or an error that reconnecting cannot cure.
 fn listen(
     config: &Config,
@@ -117,6 +122,10 @@ fn listen(
     alerter: &mut Alerter,
     shutdown: &Shutdown,
 ) -> Result<(), ListenerError> {
+    let session: Session = match config.source {
+        ChangeSource::Notify => session,
+        ChangeSource::Logical => logical::session,
+    };
     let mut pg = Backoff::new();
     loop {
         let err = match session(&mut db, alerter, &mut pg, shutdown) {
@@ -209,7 +218,8 @@ fn session(
 ) -> Result<(), ListenerError> {
     let channel = alerter.config.listen_channel.clone();
     let key = check_schema(db, &channel)?;
-    if !become_active(db, alerter, &channel, shutdown)? {
+    let what = format!("channel {channel}");
+    if !become_active(db, alerter, &channel, &what, shutdown)? {
         return Ok(());
     }
     db.client
@@ -367,10 +377,11 @@ fn rate_current(db: &mut Db, alerter: &mut Alerter) -> Result<i64, DbError> {
 fn become_active(
     db: &mut Db,
     alerter: &Alerter,
-    channel: &str,
+    lock: &str,
+    what: &str,
     shutdown: &Shutdown,
 ) -> Result<bool, ListenerError> {
-    let key = format!("inventory-broadcast:{channel}");
+    let key = format!("inventory-broadcast:{lock}");
     let mut waiting_since: Option<Instant> = None;
     loop {
         let row = db
@@ -388,9 +399,7 @@ fn become_active(
             return Ok(true);
         }
         if waiting_since.is_none() {
-            info!(
-                "standby: another items-listen is active on channel {channel}; waiting to take over"
-            );
+            info!("standby: another items-listen is active on {what}; waiting to take over");
             waiting_since = Some(Instant::now());
             alerter.set_active(false);
         }
