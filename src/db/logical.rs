@@ -534,8 +534,8 @@ mod tests {
         assert!(!s.saw(101) && !s.saw(103) && !s.saw(105) && !s.saw(200));
         // Across an epoch: the snapshot's xids carry it, the decoded ones do not.
         let e = (3u64 << 32) + 10;
-        let s = Snapshot::parse(&format!("{e}:{}:", e + 2), 0).expect("parses");
-        assert!(s.saw(9) && !s.saw(10) && !s.saw(12));
+        let s = Snapshot::parse(&format!("{e}:{}:{e}", e + 2), 0).expect("parses");
+        assert!(s.saw(9) && !s.saw(10) && s.saw(11) && !s.saw(12));
         assert!(s.saw(u32::MAX), "the epoch before");
         assert!(Snapshot::parse("garbage", 0).is_none());
     }
