@@ -35,6 +35,8 @@ pub struct Admin {
     database: DatabaseConfig,
     redis: RedisConfig,
     prefix: String,
+    /// The logical source's slot, whose lag `status` shows when it exists.
+    slot: String,
     db: Option<Db>,
     queue: Option<Queue>,
 }
@@ -46,6 +48,7 @@ impl Admin {
             database: config.database.clone(),
             redis: config.redis.clone(),
             prefix: config.queue.prefix.clone(),
+            slot: config.slot.clone(),
             db: None,
             queue: None,
         }
@@ -91,8 +94,9 @@ impl Admin {
 
     /// `status` for `queues` (and every queue that has failed jobs).
     pub fn status(&mut self, queues: &[String]) -> Result<Status, AdminError> {
+        let slot = self.slot.clone();
         let (db, queue) = self.both()?;
-        status::read(queue, db, queues)
+        status::read(queue, db, queues, &slot)
     }
 
     /// `failed list`: the failed jobs, oldest first (only those of `queue`, when given).

@@ -38,6 +38,13 @@ pub fn status(status: &Status, now_ms: u64) -> String {
     }
     let mut out = table(&rows, &[false, true, true, true, false, true]);
     out.push_str(&listeners(status, now_ms));
+    if let Some(slot) = &status.slot {
+        let _ = writeln!(
+            out,
+            "slot {}: {} bytes behind, last caught up {:.0} s ago, keeps {} bytes of WAL ({})",
+            slot.slot, slot.lag_bytes, slot.lag_seconds, slot.retained_bytes, slot.wal_status
+        );
+    }
     if status.workers.is_empty() {
         out.push_str("\nno workers running\n");
         return out;

@@ -2,6 +2,7 @@
 //! its failed jobs, and the workers whose heartbeat is alive.
 
 use super::AdminError;
+use crate::db::logical::SlotStatus;
 use crate::db::{Db, failed};
 use crate::queue::Queue;
 use crate::queue::registry::{ListenerInfo, WorkerInfo};
@@ -36,6 +37,8 @@ pub struct Status {
     pub workers: Vec<WorkerInfo>,
     /// Listeners whose heartbeat is alive (one active, the others on standby).
     pub listeners: Vec<ListenerInfo>,
+    /// The logical source's replication slot and its lag, when there is one.
+    pub slot: Option<SlotStatus>,
 }
 
 impl Status {
@@ -46,12 +49,18 @@ impl Status {
 }
 
 /// Reads `status` for `queues` (and every queue that has failed jobs).
-pub fn read(queue: &mut Queue, db: &mut Db, queues: &[String]) -> Result<Status, AdminError> {
+pub fn read(
+    queue: &mut Queue,
+    db: &mut Db,
+    queues: &[String],
+    slot: &str,
+) -> Result<Status, AdminError> {
     let failed: BTreeMap<String, u64> = failed::counts(db)?.into_iter().collect();
     Ok(Status {
         queues: rows(queue, queues, &failed)?,
         workers: queue.workers(false)?,
         listeners: queue.members(false)?,
+        slot: db.slot_status(slot)?,
     })
 }
 

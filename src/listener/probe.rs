@@ -2,6 +2,7 @@
 //! this listener is the active one or a standby behind another.
 
 use crate::config::Config;
+use crate::db::logical::ChangeSource;
 use crate::metrics::Metrics;
 use crate::metrics::probe::Servers;
 use crate::metrics::server::Probe;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 pub(super) struct ListenerProbe {
     servers: Servers,
     metrics: Arc<Metrics>,
+    /// The logical source's slot, whose lag is read at scrape time.
+    slot: Option<String>,
 }
 
 impl ListenerProbe {
@@ -18,12 +21,32 @@ impl ListenerProbe {
         ListenerProbe {
             servers: Servers::new(&config.redis, &config.queue.prefix, &config.database),
             metrics,
+            slot: (config.source == ChangeSource::Logical).then(|| config.slot.clone()),
         }
     }
 }
 
 impl Probe for ListenerProbe {
-    fn refresh(&mut self, _metrics: &Metrics) {}
+    fn refresh(&mut self, metrics: &Metrics) {
+        let Some(slot) = &self.slot else {
+            return;
+        };
+        let status = self
+            .servers
+            .db()
+            .and_then(|db| db.slot_status(slot).map_err(|e| e.to_string()));
+        match status {
+            Ok(Some(s)) => {
+                metrics.slot_lag_bytes.set(s.lag_bytes as f64);
+                metrics.slot_lag_seconds.set(s.lag_seconds);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("metrics: cannot read the slot's lag: {e}");
+                self.servers.reset();
+            }
+        }
+    }
 
     fn ready(&mut self) -> Result<String, String> {
         self.servers.check()?;

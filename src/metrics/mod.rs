@@ -46,6 +46,12 @@ pub struct Metrics {
     pub item_threshold: Gauge,
     /// `inventory_listener_active`: 1 active, 0 standby.
     pub listener_active: Gauge,
+    /// `inventory_logical_slot_lag_bytes`: WAL written since the logical source's confirmed
+    /// position (only with `INVENTORY_SOURCE=logical`), read at scrape time.
+    pub slot_lag_bytes: Gauge<f64, AtomicU64>,
+    /// `inventory_logical_slot_lag_seconds`: since the listener last confirmed it had read
+    /// everything.
+    pub slot_lag_seconds: Gauge<f64, AtomicU64>,
     /// `inventory_reconnects_total{server}`.
     pub reconnects: Family<ServerLabel, Counter>,
     /// When the process loop last went round (ms since the epoch): `/healthz` reads it.
@@ -84,6 +90,8 @@ impl Metrics {
             item_count: Gauge::default(),
             item_threshold: Gauge::default(),
             listener_active: Gauge::default(),
+            slot_lag_bytes: Gauge::default(),
+            slot_lag_seconds: Gauge::default(),
             reconnects: Family::default(),
             alive_ms: AtomicU64::new(crate::clock::now_ms()),
             receivers_seen: AtomicU64::new(0),
@@ -166,6 +174,16 @@ impl Metrics {
                     "listener_active",
                     "1 while this listener is the active one, 0 on standby",
                     self.listener_active.clone(),
+                );
+                r.register(
+                    "logical_slot_lag_bytes",
+                    "WAL written since the logical source's confirmed position",
+                    self.slot_lag_bytes.clone(),
+                );
+                r.register(
+                    "logical_slot_lag_seconds",
+                    "Seconds since the logical source last confirmed it had read everything",
+                    self.slot_lag_seconds.clone(),
                 );
             }
         }

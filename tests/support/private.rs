@@ -146,6 +146,10 @@ impl Durability {
     }
 }
 
+/// [`PgServer::start_logical`]'s settings.
+const LOGICAL_OPTIONS: &str =
+    "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10";
+
 /// How a TLS-only private PostgreSQL authenticates TCP clients: its one `hostssl` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgTlsAuth {
@@ -181,6 +185,8 @@ pub struct PgServer {
     /// The superuser comes in over the unix socket: the TCP door wants a password (and maybe
     /// TLS) that the superuser does not have.
     socket_admin: bool,
+    /// More `-c name=value` server settings, passed at every start ([`PgServer::up`]).
+    options: &'static str,
 }
 
 impl PgServer {
@@ -191,6 +197,16 @@ impl PgServer {
 
     pub fn start_with(durability: Durability) -> PgServer {
         let pg = PgServer::init(durability, false);
+        pg.up();
+        pg
+    }
+
+    /// A [`Durability::Fast`] plain server with `wal_level = logical` (and room for slots and
+    /// WAL senders), for the logical-decoding source: the shared server and
+    /// [`PgServer::start`] run PostgreSQL's default, `replica`.
+    pub fn start_logical() -> PgServer {
+        let mut pg = PgServer::init(Durability::Fast, false);
+        pg.options = LOGICAL_OPTIONS;
         pg.up();
         pg
     }
@@ -406,6 +422,7 @@ impl PgServer {
             dir,
             as_root,
             socket_admin,
+            options: "",
         }
     }
 
@@ -429,10 +446,11 @@ impl PgServer {
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn up(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {} {}",
             self.port,
             self.dir.display(),
-            self.durability.settings()
+            self.durability.settings(),
+            self.options
         );
         let out = self
             .cmd("pg_ctl")
