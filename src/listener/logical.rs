@@ -45,9 +45,11 @@ pub(super) fn session(
     db.check_logical().map_err(setup)?;
     let target = db.target().to_string();
     let not_set_up = || setup(SetupError::NotSetUp(target.clone(), slot.clone()));
+    let mut recreated = false;
     match db.slot_wal_status(&slot)? {
         None => return Err(not_set_up()),
         Some(status) if status == "lost" => {
+            recreated = true;
             warn!(
                 "replication slot {slot} was invalidated: the server removed WAL it still \
                  needed (max_slot_wal_keep_size). Recreating it and re-rating the current \
@@ -70,9 +72,14 @@ pub(super) fn session(
         ),
         None => info!("reading changes from slot {slot} at {}", db.target()),
     }
+    // Unlike the NOTIFY source, nothing is re-rated at start: the slot holds every change
+    // since the last confirmed step, which the first step reads, and the confirmed count's
+    // alert went out already (repeating it would page twice).
     alerter.redis_was_emptied();
-    alerter.on_count(count_of(state.count));
-    alerter.flush();
+    if recreated {
+        alerter.on_count(count_of(state.count));
+        alerter.flush();
+    }
     let mut reader = Reader {
         slot,
         last_flushed: 0,
