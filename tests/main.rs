@@ -9,6 +9,7 @@ mod binaries;
 mod dashboard;
 mod delivery;
 mod fuzz_regressions;
+mod logical;
 mod operations;
 mod packaging;
 mod pg_failover;

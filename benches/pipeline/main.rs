@@ -210,14 +210,19 @@ pub fn config(env: &[(String, String)]) -> Config {
     .expect("bench configuration")
 }
 
-/// Starts a release binary with `env` only, in the temp dir (no `.env` or config file there).
-pub fn spawn(bin: &str, env: &[(String, String)], args: &[&str]) -> Proc {
+/// A release binary with `env` only, in the temp dir (no `.env` or config file there).
+pub fn command(bin: &str, env: &[(String, String)], args: &[&str]) -> Command {
     let mut cmd = Command::new(support::bin_path(bin));
     cmd.args(args)
         .env_clear()
         .envs(env.iter().cloned())
         .current_dir(std::env::temp_dir());
-    let p = Proc::from_command(cmd, bin);
+    cmd
+}
+
+/// Starts a release binary with `env` only, in the temp dir.
+pub fn spawn(bin: &str, env: &[(String, String)], args: &[&str]) -> Proc {
+    let p = Proc::from_command(command(bin, env, args), bin);
     sys::started(Some(p.child.id()));
     p
 }

@@ -13,6 +13,10 @@ const LATENCY_50_P99_MS: f64 = 5.0;
 const LATENCY_500_P99_MS: f64 = 10.0;
 const BACKLOG_TARGET: u64 = 100;
 const WRITE_COST_TARGET: f64 = 0.60;
+/// Issue 15's targets for the logical source: write cost, latency at 50/s.
+const LOGICAL_WRITE_COST_TARGET: f64 = 0.90;
+const LOGICAL_LATENCY_50_P50_MS: f64 = 5.0;
+const LOGICAL_LATENCY_50_P99_MS: f64 = 20.0;
 /// "The same at 1k and 1M rows", made measurable: the 1M ratio within 10 % of the 1k one.
 const WRITE_COST_SAME: f64 = 0.10;
 const MEMORY_TARGET_MB: f64 = 20.0;
@@ -28,6 +32,8 @@ pub struct Results {
     pub latency: Vec<Latency>,
     pub sustained: Vec<Sustained>,
     pub memory: Vec<Memory>,
+    /// The listener's CPU and its PostgreSQL backends', idle and at 50 inserts/s, per source.
+    pub listener_cpu: Vec<ListenerCpu>,
     pub write_cost: Vec<WriteCost>,
     /// pgbench with one client and no trigger (1,000 rows): one commit and WAL flush at a time.
     pub serial_commit_tps: Option<f64>,
@@ -54,6 +60,9 @@ pub struct Machine {
     pub memory_mb: u64,
     pub kernel: String,
     pub postgres: String,
+    /// The benchmark's PostgreSQL's `wal_level`: `logical` for the whole run (the logical
+    /// source needs it), so the notify rows run on it too.
+    pub wal_level: String,
     pub redis: String,
     /// /proc/loadavg (1, 5, 15 min) before and after the run: others' load shows here.
     pub load_before: String,
@@ -166,6 +175,8 @@ pub struct Dispatch {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Latency {
+    /// The listener's change source: `notify` or `logical`.
+    pub source: String,
     /// Inserts per second asked for, and achieved.
     pub rate: f64,
     pub achieved_rate: f64,
@@ -180,6 +191,8 @@ pub struct Latency {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Sustained {
+    /// The listener's change source: `notify` or `logical`.
+    pub source: String,
     pub clients: u32,
     pub seconds: f64,
     pub inserts: u64,
@@ -191,6 +204,22 @@ pub struct Sustained {
     /// From the inserts' end to the last broadcast; `None` when it never completed.
     pub drain_s: Option<f64>,
     pub missing: u64,
+    /// Logical source: once drained, the count the listener confirmed in its state row
+    /// equals `count(*)` of the table.
+    pub count_exact: Option<bool>,
+}
+
+/// CPU of the listener process and of the PostgreSQL backends serving it, in % of one core.
+#[derive(Debug, Default, Serialize)]
+pub struct ListenerCpu {
+    /// `notify` or `logical`.
+    pub source: String,
+    /// `idle` (nothing written) or `50/s` (the latency run).
+    pub load: String,
+    pub seconds: f64,
+    pub listener_pct: f64,
+    pub backend_pct: f64,
+    pub backends: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -211,9 +240,30 @@ pub struct WriteCost {
     pub tps_with_trigger: f64,
     pub tps_without_trigger: f64,
     pub ratio: f64,
-    /// Each pgbench run's TPS, in the order with, without, without, with.
+    /// Each pgbench run's TPS, in the order run: with, without, logical, logical, without,
+    /// with.
     pub runs_with_trigger: Vec<f64>,
     pub runs_without_trigger: Vec<f64>,
+    /// The logical source set up (slot, publication, no trigger) and its listener reading
+    /// and confirming throughout: mean TPS and over the same runs without trigger.
+    pub tps_logical: Option<f64>,
+    pub ratio_logical: Option<f64>,
+    pub runs_logical: Vec<LogicalRun>,
+    /// After the logical runs (writers stopped, slot caught up): the listener's confirmed
+    /// count equals `count(*)`.
+    pub logical_count_exact: Option<bool>,
+}
+
+/// One pgbench run with the logical source.
+#[derive(Debug, Default, Serialize)]
+pub struct LogicalRun {
+    pub tps: f64,
+    /// WAL the slot had not confirmed when pgbench ended, and how long until it had.
+    pub lag_at_end_bytes: u64,
+    pub catch_up_s: f64,
+    /// During the run, in % of one core: `items-listen` and the backend decoding for it.
+    pub listener_cpu_pct: f64,
+    pub backend_cpu_pct: f64,
 }
 
 /// One line of the table.
@@ -232,6 +282,15 @@ fn row(measure: impl Into<String>, result: String, target: &str, met: Option<boo
         result,
         target: target.to_string(),
         met,
+    }
+}
+
+/// " (logical)" for the logical source's rows; the notify rows keep their names.
+fn source_tag(source: &str) -> String {
+    if source == "logical" {
+        " (logical)".into()
+    } else {
+        String::new()
     }
 }
 
@@ -639,7 +698,13 @@ impl Results {
             ));
         }
         for l in &self.latency {
-            let (target, met) = if l.rate <= 50.0 {
+            let logical = l.source == "logical";
+            let (target, met) = if logical {
+                (
+                    "p50 ≤ 5, p99 ≤ 20",
+                    l.p50_ms <= LOGICAL_LATENCY_50_P50_MS && l.p99_ms <= LOGICAL_LATENCY_50_P99_MS,
+                )
+            } else if l.rate <= 50.0 {
                 (
                     "p50 ≤ 1, p99 ≤ 5",
                     l.p50_ms <= LATENCY_50_P50_MS && l.p99_ms <= LATENCY_50_P99_MS,
@@ -649,8 +714,10 @@ impl Results {
             };
             t.push(row(
                 format!(
-                    "3 latency at {}/s ({:.0}/s achieved): p50 / p95 / p99 / max, ms",
-                    l.rate, l.achieved_rate
+                    "3 latency at {}/s{} ({:.0}/s achieved): p50 / p95 / p99 / max, ms",
+                    l.rate,
+                    source_tag(&l.source),
+                    l.achieved_rate
                 ),
                 format!(
                     "{} / {} / {} / {}{}",
@@ -671,8 +738,9 @@ impl Results {
         for s in &self.sustained {
             t.push(row(
                 format!(
-                    "4 sustained, {} client(s): inserts/s → broadcasts/s",
-                    s.clients
+                    "4 sustained, {} client(s){}: inserts/s → broadcasts/s",
+                    s.clients,
+                    source_tag(&s.source)
                 ),
                 format!(
                     "{} → {} ({:.0} %)",
@@ -685,11 +753,12 @@ impl Results {
             ));
             t.push(row(
                 format!(
-                    "4 sustained, {} client(s): backlog at stop, time to drain",
-                    s.clients
+                    "4 sustained, {} client(s){}: backlog at stop, time to drain",
+                    s.clients,
+                    source_tag(&s.source)
                 ),
                 format!(
-                    "{}, {}{}",
+                    "{}, {}{}{}",
                     thousands(s.backlog as f64),
                     s.drain_s
                         .map_or("never".into(), |d| format!("{:.0} ms", d * 1000.0)),
@@ -697,10 +766,15 @@ impl Results {
                         format!(" ({} missing)", s.missing)
                     } else {
                         String::new()
+                    },
+                    match s.count_exact {
+                        Some(true) => "; slot's count = count(*)",
+                        Some(false) => "; **slot's count ≠ count(*)**",
+                        None => "",
                     }
                 ),
                 "< 100",
-                Some(s.backlog < BACKLOG_TARGET && s.missing == 0),
+                Some(s.backlog < BACKLOG_TARGET && s.missing == 0 && s.count_exact != Some(false)),
             ));
         }
         let small = self.write_cost.first().map(|w| w.ratio);
@@ -719,6 +793,42 @@ impl Results {
                 ),
                 "≥ 60 %, same at 1k and 1M (±10 %)",
                 Some(w.ratio >= WRITE_COST_TARGET && same),
+            ));
+        }
+        for w in &self.write_cost {
+            let (Some(tps), Some(ratio)) = (w.tps_logical, w.ratio_logical) else {
+                continue;
+            };
+            let runs = &w.runs_logical;
+            let n = runs.len().max(1) as f64;
+            let each = |f: fn(&LogicalRun) -> String| {
+                runs.iter().map(f).collect::<Vec<_>>().join(", ")
+            };
+            t.push(row(
+                format!(
+                    "5 write cost (logical), {} rows: TPS with the slot and its listener \
+                     reading, no trigger / without trigger ({} runs each, same run)",
+                    thousands(w.rows as f64),
+                    runs.len()
+                ),
+                format!(
+                    "{} / {} = {:.0} %; slot lag when pgbench stopped {} kB, caught up in {} \
+                     ms; CPU during the runs, items-listen / its backend: {:.0} / {:.0} % of a \
+                     core{}",
+                    thousands(tps),
+                    thousands(w.tps_without_trigger),
+                    100.0 * ratio,
+                    each(|r| thousands(r.lag_at_end_bytes as f64 / 1024.0)),
+                    each(|r| format!("{:.0}", r.catch_up_s * 1000.0)),
+                    runs.iter().map(|r| r.listener_cpu_pct).sum::<f64>() / n,
+                    runs.iter().map(|r| r.backend_cpu_pct).sum::<f64>() / n,
+                    match w.logical_count_exact {
+                        Some(false) => "; **slot's count ≠ count(*)**",
+                        _ => "",
+                    }
+                ),
+                "≥ 90 %",
+                Some(ratio >= LOGICAL_WRITE_COST_TARGET && w.logical_count_exact != Some(false)),
             ));
         }
         if let (Some(notify), Some(w)) = (self.notify_only_tps, self.write_cost.first()) {
@@ -747,6 +857,20 @@ impl Results {
             t.push(row(
                 "5 write cost: one client, no trigger (one commit, one WAL flush at a time)",
                 format!("{} TPS{with}", thousands(serial)),
+                "",
+                None,
+            ));
+        }
+        for c in &self.listener_cpu {
+            t.push(row(
+                format!(
+                    "3 CPU, items-listen ({}), {}: the listener / its PostgreSQL backend(s)",
+                    c.source, c.load
+                ),
+                format!(
+                    "{:.1} / {:.1} % of a core over {:.1} s ({} backend(s))",
+                    c.listener_pct, c.backend_pct, c.seconds, c.backends
+                ),
                 "",
                 None,
             ));
@@ -787,12 +911,14 @@ impl Results {
         t.push(row(
             "machine",
             format!(
-                "{} × {}, {} MB RAM, Linux {}, PostgreSQL {}, Redis {}; load {} → {}",
+                "{} × {}, {} MB RAM, Linux {}, PostgreSQL {} (wal_level = {} for every row), \
+                 Redis {}; load {} → {}",
                 m.cpus,
                 m.cpu_model,
                 thousands(m.memory_mb as f64),
                 m.kernel,
                 m.postgres,
+                m.wal_level,
                 m.redis,
                 m.load_before,
                 m.load_after

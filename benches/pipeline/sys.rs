@@ -158,13 +158,45 @@ fn drain_pipe(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHand
 
 /// Clock ticks per second of `/proc/<pid>/stat` times.
 pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The CPU time (user + system) of a set of processes over a stretch of wall time.
+pub struct CpuWatch {
+    pids: Vec<u32>,
+    ticks: u64,
+    since: Instant,
+}
+
+impl CpuWatch {
+    /// Starts counting for `pids` (one that is gone counts nothing).
+    pub fn start(pids: Vec<u32>) -> CpuWatch {
+        CpuWatch {
+            ticks: Self::total(&pids),
+            pids,
+            since: Instant::now(),
+        }
+    }
+
+    fn total(pids: &[u32]) -> u64 {
+        pids.iter().filter_map(|p| cpu_ticks(*p)).map(|(_, t)| t).sum()
+    }
+
+    /// Their CPU time since the start, in % of one core, and the seconds of wall time.
+    pub fn percent(&self) -> (f64, f64) {
+        let wall = self.since.elapsed().as_secs_f64();
+        let cpu = Self::total(&self.pids).saturating_sub(self.ticks) as f64 / clock_ticks();
+        (100.0 * cpu / wall, wall)
+    }
 }
 
 /// A process's state letter and its CPU time so far (utime + stime, in clock ticks).

@@ -5,6 +5,7 @@
 use crate::admin::status::{QueueStatus, rows};
 use crate::admin::{Admin, AdminError, RetryTarget};
 use crate::db::failed;
+use crate::db::logical::SlotStatus;
 use crate::queue::recent::RecentAlert;
 use crate::queue::registry::{ListenerInfo, WorkerInfo};
 use crate::queue::stats::{Tally, minute_of};
@@ -39,11 +40,13 @@ struct Now {
     changed_ms: Option<u64>,
     alert_id: Option<String>,
     live_count: Option<u64>,
+    /// The logical source's slot and its lag, when there is one.
+    slot: Option<SlotStatus>,
 }
 
 /// Reads the status of `queues` (the first is where alerts are pushed). PostgreSQL and Redis
 /// are read apart, so one being down still shows what the other knows.
-pub fn status(admin: &mut Admin, queues: &[String], threshold: u64) -> Status {
+pub fn status(admin: &mut Admin, queues: &[String], threshold: u64, slot: &str) -> Status {
     let mut errors = Vec::new();
     let mut now = Now {
         threshold,
@@ -52,10 +55,14 @@ pub fn status(admin: &mut Admin, queues: &[String], threshold: u64) -> Status {
     let failed = match admin.db().map_err(AdminError::from).and_then(|db| {
         let counts = failed::counts(db)?;
         let live = db.current()?;
-        Ok((counts, live))
+        let slot = db.slot_status(slot)?;
+        Ok((counts, live, slot))
     }) {
-        Ok((counts, live)) => {
-            now.live_count = u64::try_from(live.count).ok();
+        Ok((counts, live, slot)) => {
+            // With the logical source the trigger's counter is not kept: the slot's is.
+            let live = slot.as_ref().map_or(live.count, |s| s.count);
+            now.live_count = u64::try_from(live).ok();
+            now.slot = slot;
             counts.into_iter().collect()
         }
         Err(e) => {

@@ -60,6 +60,7 @@ struct App {
     admin: Mutex<Admin>,
     queues: Vec<String>,
     threshold: u64,
+    slot: String,
 }
 
 /// Serves the dashboard until `shutdown`. Refuses a non-loopback address without a token.
@@ -74,6 +75,7 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> Result<(), DashboardError> {
         admin: Mutex::new(Admin::new(config)),
         queues: config.queue.names.clone(),
         threshold: config.threshold,
+        slot: config.slot.clone(),
     });
     let protection = if app.auth.has_token() {
         "a token is required"
@@ -255,7 +257,7 @@ fn api_get(app: &App, request: &Request) -> Response {
     match path {
         "/api/status" => {
             let mut admin = app.admin.lock().unwrap_or_else(|p| p.into_inner());
-            let status = api::status(&mut admin, &app.queues, app.threshold);
+            let status = api::status(&mut admin, &app.queues, app.threshold, &app.slot);
             json_response(200, &json!(status))
         }
         "/api/throughput" => with_admin(app, |a| api::throughput(a, &app.queues)),

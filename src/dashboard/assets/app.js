@@ -190,6 +190,13 @@
     a.textContent = short(n.alert_id);
     if (n.alert_id != null) a.setAttribute('title', String(n.alert_id));
     else a.removeAttribute('title');
+    const slot = $('#now-slot');
+    const s = n.slot;
+    slot.hidden = !s;
+    slot.textContent = s
+      ? 'slot ' + txt(s.slot) + ': ' + fmtNum(s.lag_bytes) + ' bytes behind, caught up ' +
+        Math.round(Number(s.lag_seconds) || 0) + ' s ago (' + txt(s.wal_status) + ')'
+      : '';
   }
 
   function renderListeners(list, now) {
