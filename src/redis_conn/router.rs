@@ -240,8 +240,12 @@ impl Router {
     fn node_for(&mut self, key: Option<&str>) -> Result<String, Failed> {
         match &self.config.topology {
             Topology::Single => Ok(SINGLE.to_string()),
-            Topology::Sentinel { .. } => match &self.primary {
-                Some((addr, at)) if at.elapsed() < RECHECK => Ok(addr.clone()),
+            Topology::Sentinel { .. } => match self.primary.clone() {
+                Some((addr, at)) if at.elapsed() < RECHECK => Ok(addr),
+                Some((addr, _)) if self.sentinels_still_name(&addr) => {
+                    self.primary = Some((addr.clone(), Instant::now()));
+                    Ok(addr)
+                }
                 _ => self.find_primary(),
             },
             Topology::Cluster { .. } => {
@@ -344,43 +348,68 @@ impl Router {
     }
 
     /// Asks every sentinel where the primary is; the distinct answers, in sentinel order.
-    fn ask_sentinels(&self) -> Result<Vec<String>, Failed> {
-        let Topology::Sentinel { sentinels, service } = &self.config.topology else {
-            return Err(Failed::Resolve("not a sentinel setup".into()));
-        };
+    fn ask_sentinels(&mut self) -> Result<Vec<String>, Failed> {
+        let count = self.sentinel_count();
         let mut last = String::from("no sentinel is configured");
         let mut named: Vec<String> = Vec::new();
-        for sentinel in sentinels {
-            let config = self.config.with_url(sentinel.expose());
-            let asked = super::open(&config, self.timeout.min(super::CONNECT_TIMEOUT)).and_then(
-                |mut con| {
-                    redis::cmd("SENTINEL")
-                        .arg("get-master-addr-by-name")
-                        .arg(service)
-                        .query::<Option<(String, u16)>>(&mut con)
-                },
-            );
-            let at = topology::addr_of(sentinel.expose());
-            let addr = match asked {
-                Ok(Some((host, port))) if host.contains(':') => format!("[{host}]:{port}"),
-                Ok(Some((host, port))) => format!("{host}:{port}"),
-                Ok(None) => {
-                    last = format!("sentinel {at} does not know service {service:?}");
-                    continue;
-                }
-                Err(e) => {
-                    last = format!("sentinel {at}: {}", super::error(&at, &e).reason);
-                    continue;
-                }
-            };
-            if !named.contains(&addr) {
-                named.push(addr);
+        for i in 0..count {
+            match self.ask_sentinel(i) {
+                Ok(addr) if !named.contains(&addr) => named.push(addr),
+                Ok(_) => {}
+                Err(why) => last = why,
             }
         }
         if named.is_empty() {
             return Err(Failed::Resolve(last));
         }
         Ok(named)
+    }
+
+    /// True when the first sentinel that answers still names `current`: the cheap check
+    /// made every [`RECHECK`].
+    fn sentinels_still_name(&mut self, current: &str) -> bool {
+        (0..self.sentinel_count())
+            .find_map(|i| self.ask_sentinel(i).ok())
+            .is_some_and(|addr| addr == current)
+    }
+
+    fn sentinel_count(&self) -> usize {
+        match &self.config.topology {
+            Topology::Sentinel { sentinels, .. } => sentinels.len(),
+            _ => 0,
+        }
+    }
+
+    /// The primary sentinel `i` names, over a connection kept between asks.
+    fn ask_sentinel(&mut self, i: usize) -> Result<String, String> {
+        let Topology::Sentinel { sentinels, service } = &self.config.topology else {
+            return Err("not a sentinel setup".into());
+        };
+        let Some(sentinel) = sentinels.get(i) else {
+            return Err("no such sentinel".into());
+        };
+        let (service, at) = (service.clone(), topology::addr_of(sentinel.expose()));
+        let key = format!("sentinel {at}");
+        if !self.nodes.contains_key(&key) {
+            let config = self.config.with_url(sentinel.expose());
+            let con = super::open(&config, self.timeout.min(super::CONNECT_TIMEOUT))
+                .map_err(|e| format!("{key}: {}", super::error(&at, &e).reason))?;
+            self.nodes.insert(key.clone(), con);
+        }
+        let con = self.nodes.get_mut(&key).ok_or("no connection")?;
+        let asked = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&service)
+            .query::<Option<(String, u16)>>(con);
+        match asked {
+            Ok(Some((host, port))) if host.contains(':') => Ok(format!("[{host}]:{port}")),
+            Ok(Some((host, port))) => Ok(format!("{host}:{port}")),
+            Ok(None) => Err(format!("{key} does not know service {service:?}")),
+            Err(e) => {
+                self.nodes.remove(&key);
+                Err(format!("{key}: {}", super::error(&at, &e).reason))
+            }
+        }
     }
 
     /// Reads the slot map from the first node that answers: known primaries, then seeds.
