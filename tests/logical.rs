@@ -2,6 +2,9 @@
 //! replication slot instead of the trigger's NOTIFY. Each test runs its own PostgreSQL with
 //! `wal_level = logical` (the shared server runs `replica`), the shared Redis under the
 //! world's prefix.
+//!
+//! The `#[ignore]`d tests pin product bugs found while writing these (each says which in its
+//! reason); they pass once the bug is fixed: `scripts/test --test main logical -- --ignored`.
 
 use crate::support::private::PgServer;
 use crate::support::{DEADLINE, Proc, Subscriber, World, eventually, tag};
@@ -23,12 +26,9 @@ struct Rig {
 }
 
 impl Rig {
-    /// On a `wal_level = logical` server.
+    /// On a `wal_level = logical` server of its own.
     fn logical() -> Rig {
-        Rig::on(PgServer::start_logical())
-    }
-
-    fn on(pg: PgServer) -> Rig {
+        let pg = PgServer::start_logical();
         let db = format!("ib_logical_{}", tag());
         pg.admin()
             .batch_execute(&format!("CREATE DATABASE {db}"))
@@ -256,9 +256,13 @@ fn twenty_thousand_inserts_from_four_clients_are_rated_each_once_in_order() {
 #[test]
 fn inserts_running_while_the_slot_is_created_keep_the_count_exact() {
     let r = Rig::logical();
-    // The items table first (notify source), so writers can run before the slot exists.
-    r.ok(&["migrate", "--source", "notify"]);
+    // Set up once with no writer running: the counting triggers are then gone for good. (With
+    // them in place, `migrate` under write load can deadlock with the writers: see
+    // `migrate_under_write_load_does_not_deadlock_the_writers`.)
+    r.ok(&["migrate", "--source", "logical"]);
     for round in 1..=4 {
+        // The slot is created below, under load, each round.
+        r.ok(&["slot", "drop"]);
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
         let mut writers = Vec::new();
@@ -307,19 +311,14 @@ fn inserts_running_while_the_slot_is_created_keep_the_count_exact() {
             "round {round}: the slot's count drifted from count(*); listener log tail:\n{}",
             tail(&listener)
         );
-        assert_eq!(
-            last_rated(&listener),
-            Some(count),
-            "round {round}: the last alert is the real count"
+        eventually(
+            &format!("round {round}: the last alert logged for the real count {count}"),
+            DEADLINE,
+            || (last_rated(&listener) == Some(count)).then_some(()),
         );
         let mut listener = listener;
         listener.signal("TERM");
         assert_eq!(listener.wait_exit(), Some(0), "{}", tail(&listener));
-        let out = r.ok(&["slot", "drop"]);
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("dropped replication slot"),
-            "{out:?}"
-        );
     }
 }
 
@@ -403,9 +402,10 @@ fn wal_level_replica_and_a_role_without_replication_get_clear_errors() {
         err.contains("wal_level") && err.contains("rds.logical_replication"),
         "{err}"
     );
-    let mut listener = w.spawn("items-listen", &["--source", "logical"]);
-    assert_eq!(listener.wait_exit(), Some(1));
-    let err = listener.log().join("\n");
+    // The listener, which stops at once.
+    let out = w.run("items-listen", &["--source", "logical"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("wal_level") && err.contains("rds.logical_replication"),
         "{err}"
@@ -433,9 +433,10 @@ fn wal_level_replica_and_a_role_without_replication_get_clear_errors() {
         err.contains("REPLICATION") && err.contains("ALTER ROLE clerk"),
         "{err}"
     );
-    let mut listener = w.spawn("items-listen", &[]);
-    assert_eq!(listener.wait_exit(), Some(1));
-    let err = listener.log().join("\n");
+    // The listener, which stops at once.
+    let out = w.run("items-listen", &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("REPLICATION") && err.contains("ALTER ROLE clerk"),
         "{err}"
@@ -490,8 +491,320 @@ fn slot_status_reports_lag_and_drop_removes_the_slot() {
     assert_eq!(slots, 0);
     let out = r.w.run("items-listen", &["slot", "status"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let mut listener = r.w.spawn("items-listen", &[]);
-    assert_eq!(listener.wait_exit(), Some(1));
-    let err = listener.log().join("\n");
+    // The listener, which stops at once.
+    let out = r.w.run("items-listen", &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("migrate --source logical"), "{err}");
+}
+
+#[test]
+#[ignore = "product bug: `migrate` locks inventory_item_count before items, writers the reverse"]
+fn migrate_under_write_load_does_not_deadlock_the_writers() {
+    // Switching a running application's database from one source to the other: writers keep
+    // writing meanwhile. `migrate` (sql/002_item_count.sql) takes inventory_item_count
+    // (ALTER TABLE … ADD COLUMN IF NOT EXISTS) and then items (DROP/CREATE TRIGGER); a writer
+    // holds items and its trigger then wants inventory_item_count: a lock-order inversion.
+    let r = Rig::logical();
+    r.ok(&["migrate", "--source", "notify"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for i in 0..3 {
+        let (stop, mut c) = (Arc::clone(&stop), r.client());
+        writers.push(std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let sql = if i == 2 {
+                    "DELETE FROM items WHERE id = (SELECT min(id) FROM items)"
+                } else {
+                    "INSERT INTO items (name) VALUES ('widget')"
+                };
+                if let Err(e) = c.execute(sql, &[]) {
+                    errors.push(
+                        e.as_db_error()
+                            .map_or(e.to_string(), |d| d.message().into()),
+                    );
+                }
+            }
+            errors
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut failed = Vec::new();
+    for source in [
+        "logical", "notify", "logical", "notify", "logical", "notify",
+    ] {
+        let out = r.w.run("items-listen", &["migrate", "--source", source]);
+        if !out.status.success() {
+            failed.push(format!("migrate --source {source}: {}", stderr(&out)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let errors: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("writer"))
+        .collect();
+    assert!(
+        failed.is_empty() && errors.is_empty(),
+        "migrations failed: {failed:?}; writers' errors: {errors:?}"
+    );
+}
+
+#[test]
+fn an_invalidated_slot_is_recreated_with_a_warning_and_the_count_rated() {
+    let r = Rig::logical();
+    r.ok(&["migrate", "--source", "logical"]);
+    let mut c = r.client();
+    for _ in 0..25 {
+        insert(&mut c);
+    }
+    // No listener runs: the slot keeps its WAL, until the server may keep no more of it.
+    let mut admin = r.pg.admin();
+    // (One statement a call: ALTER SYSTEM may not run in a multi-statement batch.)
+    admin
+        .batch_execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    eventually("the slot invalidated", DEADLINE, || {
+        for _ in 0..2 {
+            insert(&mut c);
+            c.batch_execute("DELETE FROM items WHERE id = (SELECT max(id) FROM items)")
+                .unwrap();
+            admin.batch_execute("SELECT pg_switch_wal()").unwrap();
+        }
+        admin.batch_execute("CHECKPOINT").unwrap();
+        let status: String = admin
+            .query_one(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'inventory_items'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (status == "lost").then_some(())
+    });
+    admin
+        .batch_execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+
+    let mut sub = r.w.subscribe();
+    let _worker = r.w.spawn("queue-work", &[]);
+    let listener = r.w.spawn("items-listen", &[]);
+    listener.wait_for_log("was invalidated");
+    listener.wait_for_log(READING);
+    let msg = sub.next();
+    assert_eq!(msg["data"]["count"], 25, "the current count, re-rated");
+    assert_eq!(msg["data"]["severity"], "high");
+    insert(&mut c);
+    assert_eq!(sub.next()["data"]["count"], 26, "{:?}", listener.log());
+    r.wait_caught_up(&listener);
+    assert_eq!(r.state_count(), 26);
+}
+
+#[test]
+#[ignore = "product bug: slot names are per server, the slot checks ignore the database"]
+fn a_second_database_on_the_server_does_not_take_over_the_first_ones_slot() {
+    // Slots are the server's, publications and inventory_logical the database's: a second
+    // database set up with the default slot name must not drop or take the first one's.
+    let a = Rig::logical();
+    a.ok(&["migrate", "--source", "logical"]);
+    let db_b = format!("ib_logical_{}", tag());
+    a.pg.admin()
+        .batch_execute(&format!("CREATE DATABASE {db_b}"))
+        .unwrap();
+    let mut b = World::new();
+    b.set("DATABASE_URL", &a.pg.url(&db_b))
+        .set("INVENTORY_SOURCE", "logical");
+    let out = b.run("items-listen", &["migrate", "--source", "logical"]);
+    println!("B's migrate: {:?} {}", out.status, stderr(&out));
+    let out = b.run("items-listen", &["migrate", "--source", "notify"]);
+    println!("B's switch back: {:?} {}", out.status, stderr(&out));
+    let a_db: String = a
+        .client()
+        .query_one("SELECT current_database()::text", &[])
+        .unwrap()
+        .get(0);
+    let slots: Vec<(String, String)> =
+        a.pg.admin()
+            .query(
+                "SELECT slot_name::text, database::text FROM pg_replication_slots",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert!(
+        slots.contains(&("inventory_items".to_string(), a_db)),
+        "A's slot is gone: {slots:?}"
+    );
+    let mut sub = a.w.subscribe();
+    let _worker = a.w.spawn("queue-work", &[]);
+    let listener = a.w.spawn("items-listen", &[]);
+    listener.wait_for_log(READING);
+    a.client()
+        .batch_execute("INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 20)")
+        .unwrap();
+    assert_eq!(sub.next()["data"]["count"], 20, "{:?}", listener.log());
+}
+
+#[test]
+fn deletes_truncates_and_multi_row_transactions_are_counted_per_transaction() {
+    let mut r = Rig::logical();
+    r.w.set("INVENTORY_MIN_SEVERITY", "info");
+    r.ok(&["migrate", "--source", "logical"]);
+    let mut sub = r.w.subscribe();
+    let listener = r.w.spawn("items-listen", &[]);
+    let _worker = r.w.spawn("queue-work", &[]);
+    listener.wait_for_log(READING);
+    let mut c = r.client();
+    let mut step = |sql: &str, expected: u64| {
+        c.batch_execute(sql).unwrap();
+        assert_eq!(
+            sub.next()["data"]["count"],
+            expected,
+            "after {sql}: {:?}",
+            listener.log()
+        );
+    };
+    step(
+        "INSERT INTO items (name) SELECT 'widget' FROM generate_series(1, 30)",
+        30,
+    );
+    step(
+        "DELETE FROM items WHERE id IN (SELECT id FROM items LIMIT 5)",
+        25,
+    );
+    // A transaction that adds as many as it removes leaves the count alone: nothing is rated.
+    // The next one's count is then the first broadcast.
+    step(
+        "BEGIN; INSERT INTO items (name) VALUES ('a'), ('b'); \
+         DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 2); COMMIT; \
+         INSERT INTO items (name) VALUES ('c')",
+        26,
+    );
+    step("TRUNCATE items", 0);
+    // Rows before a TRUNCATE in the same transaction do not count, rows after it do.
+    step(
+        "BEGIN; INSERT INTO items (name) VALUES ('a'); TRUNCATE items; \
+         INSERT INTO items (name) SELECT 'w' FROM generate_series(1, 3); COMMIT",
+        3,
+    );
+    // Rolled back: nothing.
+    step(
+        "BEGIN; INSERT INTO items (name) VALUES ('x'); ROLLBACK; \
+         INSERT INTO items (name) VALUES ('y')",
+        4,
+    );
+    assert_eq!(r.count(), 4);
+}
+
+#[test]
+#[ignore = "product bug: the first step after a Redis outage queues only its last count, then confirms them all"]
+fn alerts_made_while_the_queue_redis_is_down_go_out_in_order_once_it_is_back() {
+    // The queue on a private Redis that the test kills; broadcasts on the shared one, so the
+    // subscription is not cut.
+    let mut redis = crate::support::RedisServer::start();
+    let mut r = Rig::logical();
+    r.w.set("REDIS_URL", &redis.url())
+        .set("BROADCAST_REDIS_URL", &crate::support::redis_url());
+    r.ok(&["migrate", "--source", "logical"]);
+    let sub = r.w.subscribe();
+    let listener = r.w.spawn("items-listen", &[]);
+    let _worker = r.w.spawn("queue-work", &[]);
+    listener.wait_for_log(READING);
+    let mut c = r.client();
+    for _ in 0..19 {
+        insert(&mut c);
+    }
+    r.wait_caught_up(&listener);
+    redis.kill();
+    for _ in 0..6 {
+        insert(&mut c);
+    }
+    // The push fails: nothing is confirmed, the changes stay in the slot.
+    listener.wait_for_log("lost Redis");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(r.state_count(), 19);
+    // Back, and empty (no persistence): the changes are read again from the slot.
+    redis.restart();
+    eventually(
+        &format!("counts 20..=25 broadcast; log:\n{}", tail(&listener)),
+        Duration::from_secs(30),
+        || (counts(&sub).last() == Some(&25)).then_some(()),
+    );
+    // Nothing more afterwards (a late repeat would show within this pause).
+    std::thread::sleep(Duration::from_millis(500));
+    let got = counts(&sub);
+    assert_eq!(got, (20..=25).collect::<Vec<u64>>(), "{:?}", listener.log());
+    assert_eq!(r.state_count(), 25);
+}
+
+#[test]
+#[ignore = "product bug: a standby reads the state row before it becomes active, and takes over with that stale count"]
+fn a_standby_listener_takes_over_the_slot_when_the_active_one_dies() {
+    let r = Rig::logical();
+    r.ok(&["migrate", "--source", "logical"]);
+    let mut sub = r.w.subscribe();
+    let _worker = r.w.spawn("queue-work", &[]);
+    let active = r.w.spawn("items-listen", &[]);
+    active.wait_for_log(READING);
+    let standby = r.w.spawn("items-listen", &[]);
+    standby.wait_for_log("standby: another items-listen is active on slot inventory_items");
+    let mut c = r.client();
+    for _ in 0..20 {
+        insert(&mut c);
+    }
+    let first = sub.next_raw(DEADLINE).unwrap_or_else(|| {
+        panic!(
+            "no broadcast; active:\n{}\nstandby:\n{}",
+            active.log().join("\n"),
+            standby.log().join("\n")
+        )
+    });
+    assert!(first.contains("\"count\":20"), "{first}");
+    active.signal("KILL");
+    standby.wait_for_log("took over as the active listener");
+    standby.wait_for_log(READING);
+    insert(&mut c);
+    let next = sub.next_raw(DEADLINE).unwrap_or_else(|| {
+        r.wait_caught_up(&standby);
+        panic!(
+            "nothing after the takeover: the slot's count is {} (count(*) {}); standby:\n{}",
+            r.state_count(),
+            r.count(),
+            standby.log().join("\n")
+        )
+    });
+    assert!(next.contains("\"count\":21"), "{next}");
+    assert_eq!(
+        standby.count_log("count 20 is"),
+        0,
+        "the confirmed count is not repeated"
+    );
+}
+
+#[test]
+#[ignore = "product bug: the publication's deletes need a replica identity that its (id) column list covers"]
+fn an_existing_items_table_without_an_id_primary_key_keeps_its_deletes_working() {
+    // README: an existing `items` table is used as it is. Publishing its deletes needs a
+    // replica identity (a primary key, by default), inside the publication's column list.
+    for ddl in [
+        "CREATE TABLE items (id bigserial, name text NOT NULL DEFAULT '')",
+        "CREATE TABLE items (sku text PRIMARY KEY DEFAULT gen_random_uuid()::text, \
+         id bigserial, name text NOT NULL DEFAULT '')",
+    ] {
+        let r = Rig::logical();
+        r.client().batch_execute(ddl).unwrap();
+        r.ok(&["migrate", "--source", "logical"]);
+        let mut c = r.client();
+        insert(&mut c);
+        let deleted = c.batch_execute("DELETE FROM items");
+        assert!(
+            deleted.is_ok(),
+            "{ddl}: the application's DELETE fails after migrate --source logical: {:?}",
+            deleted.map_err(|e| e.as_db_error().map(|d| d.message().to_string()))
+        );
+    }
 }

@@ -309,7 +309,7 @@ impl Db {
         let row = tx
             .query_one(
                 "SELECT (SELECT count(*) FROM items), pg_current_snapshot()::text, \
-                 pg_current_wal_lsn()::text",
+                 pg_current_wal_insert_lsn()::text",
                 &[],
             )
             .and_then(|row| {
