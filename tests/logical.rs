@@ -3,8 +3,9 @@
 //! `wal_level = logical` (the shared server runs `replica`), the shared Redis under the
 //! world's prefix.
 //!
-//! The `#[ignore]`d tests pin product bugs found while writing these (each says which in its
-//! reason); they pass once the bug is fixed: `scripts/test --test main logical -- --ignored`.
+//! Several tests pin bugs found while writing them, all fixed: a standby taking over with a
+//! stale count, the first step after a Redis outage, slots of another database, `migrate`
+//! deadlocking writers, and tables whose DELETEs have no replica identity.
 
 use crate::support::private::PgServer;
 use crate::support::{DEADLINE, Proc, Subscriber, World, eventually, tag};
@@ -499,7 +500,7 @@ fn slot_status_reports_lag_and_drop_removes_the_slot() {
 }
 
 #[test]
-#[ignore = "product bug: `migrate` locks inventory_item_count before items, writers the reverse"]
+
 fn migrate_under_write_load_does_not_deadlock_the_writers() {
     // Switching a running application's database from one source to the other: writers keep
     // writing meanwhile. `migrate` (sql/002_item_count.sql) takes inventory_item_count
@@ -603,7 +604,7 @@ fn an_invalidated_slot_is_recreated_with_a_warning_and_the_count_rated() {
 }
 
 #[test]
-#[ignore = "product bug: slot names are per server, the slot checks ignore the database"]
+
 fn a_second_database_on_the_server_does_not_take_over_the_first_ones_slot() {
     // Slots are the server's, publications and inventory_logical the database's: a second
     // database set up with the default slot name must not drop or take the first one's.
@@ -658,6 +659,8 @@ fn deletes_truncates_and_multi_row_transactions_are_counted_per_transaction() {
     let listener = r.w.spawn("items-listen", &[]);
     let _worker = r.w.spawn("queue-work", &[]);
     listener.wait_for_log(READING);
+    // A slot just set up announces its starting count (0 here, shown with min severity info).
+    assert_eq!(sub.next()["data"]["count"], 0);
     let mut c = r.client();
     let mut step = |sql: &str, expected: u64| {
         c.batch_execute(sql).unwrap();
@@ -701,7 +704,7 @@ fn deletes_truncates_and_multi_row_transactions_are_counted_per_transaction() {
 }
 
 #[test]
-#[ignore = "product bug: the first step after a Redis outage queues only its last count, then confirms them all"]
+
 fn alerts_made_while_the_queue_redis_is_down_go_out_in_order_once_it_is_back() {
     // The queue on a private Redis that the test kills; broadcasts on the shared one, so the
     // subscription is not cut.
@@ -742,7 +745,7 @@ fn alerts_made_while_the_queue_redis_is_down_go_out_in_order_once_it_is_back() {
 }
 
 #[test]
-#[ignore = "product bug: a standby reads the state row before it becomes active, and takes over with that stale count"]
+
 fn a_standby_listener_takes_over_the_slot_when_the_active_one_dies() {
     let r = Rig::logical();
     r.ok(&["migrate", "--source", "logical"]);
@@ -786,17 +789,27 @@ fn a_standby_listener_takes_over_the_slot_when_the_active_one_dies() {
 }
 
 #[test]
-#[ignore = "product bug: the publication's deletes need a replica identity that its (id) column list covers"]
+
 fn an_existing_items_table_without_an_id_primary_key_keeps_its_deletes_working() {
     // README: an existing `items` table is used as it is. Publishing its deletes needs a
-    // replica identity (a primary key, by default), inside the publication's column list.
-    for ddl in [
-        "CREATE TABLE items (id bigserial, name text NOT NULL DEFAULT '')",
-        "CREATE TABLE items (sku text PRIMARY KEY DEFAULT gen_random_uuid()::text, \
-         id bigserial, name text NOT NULL DEFAULT '')",
+    // replica identity (a primary key, by default), inside the publication's column list: a
+    // table without one is refused with the fix, and works once it has one.
+    let no_key = "CREATE TABLE items (id bigserial, name text NOT NULL DEFAULT '')";
+    let other_key = "CREATE TABLE items (sku text PRIMARY KEY DEFAULT gen_random_uuid()::text, \
+                     id bigserial, name text NOT NULL DEFAULT '')";
+    for (ddl, fix) in [
+        (no_key, Some("ALTER TABLE items REPLICA IDENTITY FULL")),
+        (other_key, None),
     ] {
         let r = Rig::logical();
         r.client().batch_execute(ddl).unwrap();
+        if let Some(fix) = fix {
+            let out = r.w.run("items-listen", &["migrate", "--source", "logical"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{ddl}: {stderr}");
+            assert!(stderr.contains("REPLICA IDENTITY FULL"), "{stderr}");
+            r.client().batch_execute(fix).unwrap();
+        }
         r.ok(&["migrate", "--source", "logical"]);
         let mut c = r.client();
         insert(&mut c);

@@ -1,11 +1,15 @@
 //! Measures 3 (latency), 4 (sustained) and 6 (memory): the release `items-listen` and
 //! `queue-work` running against the durable PostgreSQL, inserts going in, a subscriber timing
-//! what comes out.
+//! what comes out. First with the notify source (the trigger), then, on the same database
+//! and worker, with the logical source (issue 15: `items-listen migrate --source logical`, the
+//! listener started with `--source logical`): latency at 50/s and 4 sustained clients, then
+//! back to notify. The listener's CPU and its backends' is measured idle and at 50/s for each.
 
 use crate::events::Events;
-use crate::report::{Latency, Memory, Results, Sustained};
+use crate::logical::{self, Switched};
+use crate::report::{Latency, ListenerCpu, Memory, Results, Sustained};
 use crate::support::Proc;
-use crate::sys;
+use crate::sys::{self, CpuWatch};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
@@ -21,6 +25,13 @@ const PACED: [(f64, Duration, usize); 2] = [
 /// Sustained runs: clients inserting as fast as they can, for how long.
 const SUSTAINED: [usize; 2] = [1, 4];
 const SUSTAINED_FOR: Duration = Duration::from_secs(10);
+/// With the logical source: the 50/s run, and the 4-client sustained run.
+const LOGICAL_PACED: (f64, Duration, usize) = PACED[0];
+const LOGICAL_SUSTAINED: usize = 4;
+/// The slot of this phase's database (a slot's name is the server's, not the database's).
+const SLOT: &str = "bench_live";
+/// How long the idle listener's CPU is watched.
+const IDLE_FOR: Duration = Duration::from_secs(3);
 /// Deadlines: the pipeline ready after start; a paced run's last events; a backlog drained.
 const READY: Duration = Duration::from_secs(20);
 const LAST_EVENTS: Duration = Duration::from_secs(10);
@@ -32,40 +43,162 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// transaction (one simple query), and the counter row it updated is visible to its SELECT.
 const INSERT_COUNTED: &str =
     "INSERT INTO items (name) VALUES ('bench'); SELECT n FROM inventory_item_count";
+/// The same for the logical source, which keeps no counter row: `count(*)` in the insert's
+/// transaction. Exact with one writer (the 50/s run has one); the table is emptied before,
+/// so it stays cheap.
+const INSERT_COUNTED_ITEMS: &str =
+    "INSERT INTO items (name) VALUES ('bench'); SELECT count(*) FROM items";
 const INSERT: &str = "INSERT INTO items (name) VALUES ('bench')";
+
+/// Where an insert learns the count its commit produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// The trigger's counter row (notify source).
+    Counter,
+    /// `count(*)` of the table (logical source).
+    Items,
+}
+
+impl Counted {
+    fn source(self) -> &'static str {
+        match self {
+            Counted::Counter => "notify",
+            Counted::Items => "logical",
+        }
+    }
+}
 
 pub fn run(pg: &crate::support::private::PgServer, redis_url: &str, results: &mut Results) {
     let db_url = pg.create_db();
-    let env = crate::env(&db_url, redis_url, "live:", "bench-live");
+    let env = logical::with_slot(crate::env(&db_url, redis_url, "live:", "bench-live"), SLOT);
     let mut events = Events::subscribe(redis_url, "bench-live");
     let listener = crate::spawn("items-listen", &env, &["-q"]);
     let worker = crate::spawn("queue-work", &env, &["-q"]);
     let daemons = [&listener, &worker];
-    warm_up(&db_url, &mut events, &daemons);
+    let counted = Counted::Counter;
+    warm_up(&db_url, &mut events, &daemons, counted);
+    results.listener_cpu.push(idle(&db_url, &listener, counted));
     let sampler = Sampler::start(&daemons);
     for (rate, span, clients) in PACED {
         eprintln!("bench: latency at {rate}/s for {span:?}");
+        let cpu = ListenerWatch::start(&db_url, &listener);
         results
             .latency
-            .push(latency(&db_url, &mut events, rate, span, clients));
+            .push(latency(&db_url, &mut events, rate, span, clients, counted));
+        if rate == LOGICAL_PACED.0 {
+            results.listener_cpu.push(cpu.finish(counted, rate));
+        }
         alive(&daemons);
     }
     for clients in SUSTAINED {
         eprintln!("bench: sustained, {clients} client(s) for {SUSTAINED_FOR:?}");
         results
             .sustained
-            .push(sustained(&db_url, &mut events, clients));
+            .push(sustained(&db_url, &mut events, clients, counted));
         alive(&daemons);
     }
     results.memory = sampler.finish();
+    drop(listener);
+    drop(events);
+    run_logical(&db_url, redis_url, &env, &worker, results);
+}
+
+/// The logical source's runs, on the same database and worker: the notify listener is
+/// stopped, the table emptied, the database switched with `items-listen migrate --source
+/// logical`, a listener started with `--source logical`, and at the end switched back.
+fn run_logical(
+    db_url: &str,
+    redis_url: &str,
+    env: &[(String, String)],
+    worker: &Proc,
+    results: &mut Results,
+) {
+    eprintln!("bench: switching to the logical source (slot {SLOT})");
+    let counted = Counted::Items;
+    let mut c = connect(db_url);
+    c.batch_execute("TRUNCATE items").expect("empty items");
+    let switched = Switched::on(env);
+    // A subscriber of its own: the counts start again from 0.
+    let mut events = Events::subscribe(redis_url, "bench-live");
+    let listener = crate::spawn("items-listen", env, &logical::LISTEN_ARGS);
+    let daemons = [&listener, worker];
+    warm_up(db_url, &mut events, &daemons, counted);
+    results.listener_cpu.push(idle(db_url, &listener, counted));
+    let sampler = Sampler::start(&[&listener]);
+    let (rate, span, clients) = LOGICAL_PACED;
+    eprintln!("bench: latency at {rate}/s for {span:?} (logical)");
+    let cpu = ListenerWatch::start(db_url, &listener);
+    results
+        .latency
+        .push(latency(db_url, &mut events, rate, span, clients, counted));
+    results.listener_cpu.push(cpu.finish(counted, rate));
+    alive(&daemons);
+    eprintln!("bench: sustained, {LOGICAL_SUSTAINED} client(s) for {SUSTAINED_FOR:?} (logical)");
+    let mut s = sustained(db_url, &mut events, LOGICAL_SUSTAINED, counted);
+    alive(&daemons);
+    logical::wait_caught_up(&mut c, SLOT, BACKLOG_DRAIN);
+    s.count_exact = Some(logical::count_exact(&mut c, SLOT));
+    results.sustained.push(s);
+    results
+        .memory
+        .extend(sampler.finish().into_iter().map(|m| Memory {
+            process: format!("{} --source logical", m.process),
+            ..m
+        }));
+    logical::stop_listener(listener, &mut c, SLOT);
+    switched.back();
+}
+
+/// The listener's CPU and its backends' while nothing is written.
+fn idle(db_url: &str, listener: &Proc, counted: Counted) -> ListenerCpu {
+    let watch = ListenerWatch::start(db_url, listener);
+    sys::sleep(IDLE_FOR);
+    let mut cpu = watch.finish(counted, 0.0);
+    cpu.load = "idle".into();
+    cpu
+}
+
+/// Watches the CPU of a listener and of the backends serving it.
+struct ListenerWatch {
+    listener: CpuWatch,
+    backends: CpuWatch,
+    count: usize,
+}
+
+impl ListenerWatch {
+    fn start(db_url: &str, listener: &Proc) -> ListenerWatch {
+        let backends = logical::listener_backends(&mut connect(db_url));
+        ListenerWatch {
+            listener: CpuWatch::start(vec![listener.child.id()]),
+            count: backends.len(),
+            backends: CpuWatch::start(backends),
+        }
+    }
+
+    fn finish(self, counted: Counted, rate: f64) -> ListenerCpu {
+        let (listener_pct, seconds) = self.listener.percent();
+        let (backend_pct, _) = self.backends.percent();
+        ListenerCpu {
+            source: counted.source().into(),
+            load: format!("{rate}/s"),
+            seconds,
+            listener_pct,
+            backend_pct,
+            backends: self.count,
+        }
+    }
 }
 
 fn connect(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("connect to the bench database")
 }
 
-fn insert_counted(c: &mut postgres::Client) -> u64 {
-    c.simple_query(INSERT_COUNTED)
+fn insert_counted(c: &mut postgres::Client, counted: Counted) -> u64 {
+    let sql = match counted {
+        Counted::Counter => INSERT_COUNTED,
+        Counted::Items => INSERT_COUNTED_ITEMS,
+    };
+    c.simple_query(sql)
         .expect("insert")
         .iter()
         .find_map(|m| match m {
@@ -75,11 +208,12 @@ fn insert_counted(c: &mut postgres::Client) -> u64 {
         .expect("the count after the insert")
 }
 
-fn current_count(c: &mut postgres::Client) -> u64 {
-    let n: i64 = c
-        .query_one("SELECT n FROM inventory_item_count", &[])
-        .expect("read the count")
-        .get(0);
+fn current_count(c: &mut postgres::Client, counted: Counted) -> u64 {
+    let sql = match counted {
+        Counted::Counter => "SELECT n FROM inventory_item_count",
+        Counted::Items => "SELECT count(*) FROM items",
+    };
+    let n: i64 = c.query_one(sql, &[]).expect("read the count").get(0);
     u64::try_from(n).expect("a count")
 }
 
@@ -98,12 +232,12 @@ fn alive(daemons: &[&Proc]) {
 
 /// Waits until an insert comes out of the other end (connections opened, LISTEN issued), then
 /// sends a few more through, so the timed runs start warm.
-fn warm_up(db_url: &str, events: &mut Events, daemons: &[&Proc]) {
+fn warm_up(db_url: &str, events: &mut Events, daemons: &[&Proc], counted: Counted) {
     let mut c = connect(db_url);
     let end = Instant::now() + READY;
     loop {
         alive(daemons);
-        let count = insert_counted(&mut c);
+        let count = insert_counted(&mut c, counted);
         if sys::wait_for(Duration::from_millis(300), Duration::from_millis(5), || {
             events.ingest().first.contains_key(&count)
         }) {
@@ -114,7 +248,7 @@ fn warm_up(db_url: &str, events: &mut Events, daemons: &[&Proc]) {
             "no broadcast within {READY:?} of starting the daemons"
         );
     }
-    let counts: Vec<u64> = (0..20).map(|_| insert_counted(&mut c)).collect();
+    let counts: Vec<u64> = (0..20).map(|_| insert_counted(&mut c, counted)).collect();
     let last = *counts.last().expect("warm-up inserts");
     assert!(
         sys::wait_for(LAST_EVENTS, Duration::from_millis(5), || {
@@ -137,7 +271,12 @@ fn latency(
     rate: f64,
     span: Duration,
     clients: usize,
+    counted: Counted,
 ) -> Latency {
+    assert!(
+        counted == Counted::Counter || clients == 1,
+        "count(*) tells each insert its count only with one writer"
+    );
     let total = (rate * span.as_secs_f64()).round() as usize;
     let start = Instant::now() + Duration::from_millis(200);
     let threads: Vec<JoinHandle<Vec<(u64, Instant)>>> = (0..clients)
@@ -148,7 +287,7 @@ fn latency(
                 let mut commits = Vec::with_capacity(total / clients + 1);
                 for k in (j..total).step_by(clients) {
                     sys::sleep_until(start + Duration::from_secs_f64(k as f64 / rate));
-                    let count = insert_counted(&mut c);
+                    let count = insert_counted(&mut c, counted);
                     commits.push((count, Instant::now()));
                 }
                 commits
@@ -171,6 +310,7 @@ fn latency(
         .collect();
     ms.sort_by(f64::total_cmp);
     Latency {
+        source: counted.source().into(),
         rate,
         achieved_rate: (commits.len() - 1) as f64 / last.duration_since(first).as_secs_f64(),
         inserts: commits.len() as u64,
@@ -192,8 +332,8 @@ impl Drop for StopOnDrop {
 }
 
 /// `clients` connections inserting as fast as they can for [`SUSTAINED_FOR`].
-fn sustained(db_url: &str, events: &mut Events, clients: usize) -> Sustained {
-    let base = current_count(&mut connect(db_url));
+fn sustained(db_url: &str, events: &mut Events, clients: usize, counted: Counted) -> Sustained {
+    let base = current_count(&mut connect(db_url), counted);
     let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let go = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<JoinHandle<u64>> = (0..clients)
@@ -232,6 +372,7 @@ fn sustained(db_url: &str, events: &mut Events, clients: usize) -> Sustained {
     let done_at = range.clone().filter_map(|c| events.first.get(&c)).max();
     let in_window = events.counts_between(range, started, stopped);
     Sustained {
+        source: counted.source().into(),
         clients: clients as u32,
         seconds: window,
         inserts,
@@ -241,6 +382,7 @@ fn sustained(db_url: &str, events: &mut Events, clients: usize) -> Sustained {
         drain_s: (received == inserts)
             .then(|| done_at.map_or(0.0, |d| d.saturating_duration_since(stopped).as_secs_f64())),
         missing: inserts - received,
+        count_exact: None,
     }
 }
 

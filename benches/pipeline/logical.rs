@@ -2,6 +2,7 @@
 //! and back with the real `items-listen migrate --source logical|notify`, where its slot
 //! stands, and which PostgreSQL backends serve the listener.
 
+use crate::support::Proc;
 use crate::sys;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -42,11 +43,15 @@ impl Drop for Switched {
         if !self.on || sys::aborted() {
             return;
         }
-        let child = crate::command("items-listen", &self.env, &["migrate", "--source", "notify"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let child = crate::command(
+            "items-listen",
+            &self.env,
+            &["migrate", "--source", "notify"],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
         if let Ok(mut child) = child {
             let end = Instant::now() + MIGRATE_DEADLINE;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < end {
@@ -56,6 +61,66 @@ impl Drop for Switched {
             let _ = child.wait();
         }
     }
+}
+
+/// How long a stopped listener's slot may stay in use by its backend.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Stops a logical listener as an operator would (SIGTERM, waiting for its exit), then waits
+/// until no backend holds `slot`: PostgreSQL drops a slot only when it is not in use, and
+/// the backend that was reading for the listener may still be in `pg_logical_slot_peek_*`
+/// when the client goes (it notices only when that call returns). Returns how long the slot
+/// stayed in use after the listener exited.
+pub fn stop_listener(mut listener: Proc, c: &mut postgres::Client, slot: &str) -> Duration {
+    listener.signal("TERM");
+    let code = listener.wait_exit_within(Duration::from_secs(10));
+    let exited = Instant::now();
+    let released = sys::wait_for(RELEASE_DEADLINE, Duration::from_millis(2), || {
+        !c.query_one(
+            "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots \
+             WHERE slot_name = $1",
+            &[&slot],
+        )
+        .expect("the slot's state")
+        .get::<_, bool>(0)
+    });
+    let held = exited.elapsed();
+    assert!(
+        released,
+        "slot {slot} still in use {RELEASE_DEADLINE:?} after items-listen exited ({code:?}): {}",
+        slot_holder(c, slot)
+    );
+    if held > Duration::from_millis(100) {
+        eprintln!(
+            "bench: slot {slot} stayed in use {:.0} ms after items-listen exited",
+            held.as_secs_f64() * 1000.0
+        );
+    }
+    held
+}
+
+/// The backend holding `slot`, and what it runs.
+pub fn slot_holder(c: &mut postgres::Client, slot: &str) -> String {
+    c.query_opt(
+        "SELECT s.active_pid, a.state, a.backend_type, a.application_name, \
+                left(a.query, 80), (now() - a.query_start)::text \
+         FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid \
+         WHERE s.slot_name = $1",
+        &[&slot],
+    )
+    .ok()
+    .flatten()
+    .map_or("no such slot".into(), |r| {
+        format!(
+            "active_pid {:?}, state {:?}, {:?}, application_name {:?}, running {:?} for {:?}",
+            r.get::<_, Option<i32>>(0),
+            r.get::<_, Option<String>>(1),
+            r.get::<_, Option<String>>(2),
+            r.get::<_, Option<String>>(3),
+            r.get::<_, Option<String>>(4),
+            r.get::<_, Option<String>>(5),
+        )
+    })
 }
 
 /// `items-listen migrate --source SOURCE`; panics with its output when it fails.

@@ -801,9 +801,8 @@ impl Results {
             };
             let runs = &w.runs_logical;
             let n = runs.len().max(1) as f64;
-            let each = |f: fn(&LogicalRun) -> String| {
-                runs.iter().map(f).collect::<Vec<_>>().join(", ")
-            };
+            let each =
+                |f: fn(&LogicalRun) -> String| runs.iter().map(f).collect::<Vec<_>>().join(", ");
             t.push(row(
                 format!(
                     "5 write cost (logical), {} rows: TPS with the slot and its listener \

@@ -188,7 +188,10 @@ impl CpuWatch {
     }
 
     fn total(pids: &[u32]) -> u64 {
-        pids.iter().filter_map(|p| cpu_ticks(*p)).map(|(_, t)| t).sum()
+        pids.iter()
+            .filter_map(|p| cpu_ticks(*p))
+            .map(|(_, t)| t)
+            .sum()
     }
 
     /// Their CPU time since the start, in % of one core, and the seconds of wall time.

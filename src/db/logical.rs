@@ -14,6 +14,33 @@
 use super::{Db, DbError};
 use std::time::Duration;
 
+/// One row per decoded transaction: its xid, commit position, whether it truncated
+/// `items`, inserts minus deletes (after its last truncate), and its message count. The
+/// server does the summing, so a bulk insert is one row however many rows it wrote.
+const PEEK: &str = "WITH c AS (
+        SELECT lsn, xid, get_byte(data, 0) AS kind, n
+        FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2,
+                 'proto_version', '1', 'publication_names', $1::text)
+             WITH ORDINALITY AS t(lsn, xid, data, n)
+    ), x AS (
+        SELECT xid, max(n) FILTER (WHERE kind = 84) AS truncated_at,
+               max(lsn) FILTER (WHERE kind = 67) AS commit_lsn, min(n) AS first
+        FROM c GROUP BY xid
+    )
+    SELECT x.xid::text, x.commit_lsn::text, x.truncated_at IS NOT NULL,
+           coalesce(sum(CASE c.kind WHEN 73 THEN 1 WHEN 68 THEN -1 ELSE 0 END)
+               FILTER (WHERE x.truncated_at IS NULL OR c.n > x.truncated_at), 0)::bigint,
+           count(*)
+    FROM x JOIN c USING (xid)
+    GROUP BY x.xid, x.commit_lsn, x.truncated_at, x.first
+    ORDER BY x.first";
+
+/// The logical source's reading statements, prepared once per session.
+pub struct Statements {
+    flush: postgres::Statement,
+    peek: postgres::Statement,
+}
+
 /// Where the listener learns of changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChangeSource {
@@ -79,6 +106,8 @@ pub struct State {
     /// The snapshot the starting count was read in, while transactions it saw may still be
     /// decoded (until `lsn` passes `snapshot_lsn`).
     pub snapshot: Option<Snapshot>,
+    /// False until the starting count was rated (a slot just set up or recreated).
+    pub announced: bool,
 }
 
 /// A `pg_current_snapshot()` and the WAL position when it was taken.
@@ -165,15 +194,46 @@ pub enum SetupError {
         /// The server.
         target: String,
     },
+    /// A slot of that name reads another database (slot names are per server).
+    #[error(
+        "replication slot {slot:?} at {target} reads database {database:?}, not this one: set \
+         INVENTORY_LOGICAL_SLOT to a name of this database's own (slot names are per server)"
+    )]
+    OtherDatabase {
+        /// The slot.
+        slot: String,
+        /// The server.
+        target: String,
+        /// The database the slot reads.
+        database: String,
+    },
     /// The slot, publication or state row is missing.
     #[error(
         "the logical source is not set up at {0} (no slot {1:?}): run `items-listen migrate \
          --source logical` once"
     )]
     NotSetUp(String, String),
+    /// DELETEs on `items` could not be decoded (no key, no replica identity): publishing
+    /// them would make every DELETE fail.
+    #[error(
+        "items at {0} has no primary key and no replica identity, so a publication of its \
+         DELETEs would make every DELETE fail: add a primary key, or ALTER TABLE items \
+         REPLICA IDENTITY FULL, then run the migration again"
+    )]
+    NoIdentity(String),
     /// PostgreSQL failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// How DELETEs on `items` identify their row.
+enum Identity {
+    /// The primary key is exactly `id`: the publication may carry `id` alone.
+    IdKey,
+    /// Another key, or the whole row (`REPLICA IDENTITY FULL` or an index).
+    Other,
+    /// Nothing: DELETEs cannot be published.
+    None,
 }
 
 /// Where a slot stands, for `status` and `items-listen slot status`.
@@ -232,10 +292,10 @@ impl Db {
     /// existing, valid slot is kept. Returns the count.
     pub fn setup_logical(&mut self, slot: &str) -> Result<i64, SetupError> {
         self.check_logical()?;
-        let columns = if self.server_version()? >= 150_000 {
-            " (id)"
-        } else {
-            ""
+        let columns = match self.replica_identity()? {
+            Identity::IdKey if self.server_version()? >= 150_000 => " (id)",
+            Identity::IdKey | Identity::Other => "",
+            Identity::None => return Err(SetupError::NoIdentity(self.target.clone())),
         };
         self.run(&format!(
             "SET client_min_messages = warning;
@@ -244,6 +304,8 @@ impl Db {
                  snapshot text, snapshot_lsn pg_lsn,
                  updated_at timestamptz NOT NULL DEFAULT now(),
                  seen_at timestamptz NOT NULL DEFAULT now());
+             ALTER TABLE inventory_logical
+                 ADD COLUMN IF NOT EXISTS announced boolean NOT NULL DEFAULT false;
              REVOKE ALL ON inventory_logical FROM PUBLIC;
              DO $$ BEGIN
                  IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = '{slot}') THEN
@@ -261,8 +323,9 @@ impl Db {
         }
     }
 
-    /// Drops the slot, its publication and state (`migrate --source notify`, `slot drop`).
-    pub fn drop_logical(&mut self, slot: &str) -> Result<bool, DbError> {
+    /// Drops the slot, its publication and state (`migrate --source notify`, `slot drop`);
+    /// refuses a slot of another database.
+    pub fn drop_logical(&mut self, slot: &str) -> Result<bool, SetupError> {
         let existed = self.slot_wal_status(slot)?.is_some();
         if existed {
             self.client
@@ -318,7 +381,7 @@ impl Db {
                      VALUES ($1, $2::text::pg_lsn, $3, $4, $5::text::pg_lsn) \
                      ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, count = EXCLUDED.count, \
                      snapshot = EXCLUDED.snapshot, snapshot_lsn = EXCLUDED.snapshot_lsn, \
-                     updated_at = now(), seen_at = now()",
+                     updated_at = now(), seen_at = now(), announced = false",
                     &[
                         &slot,
                         &created,
@@ -337,6 +400,33 @@ impl Db {
         Ok(row.get(0))
     }
 
+    /// How DELETEs on `items` identify their row to decoding.
+    fn replica_identity(&mut self) -> Result<Identity, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT c.relreplident::text,
+                        EXISTS (SELECT 1 FROM pg_index i
+                                JOIN pg_attribute a ON a.attrelid = i.indrelid
+                                     AND a.attnum = ANY (i.indkey)
+                                WHERE i.indrelid = c.oid AND i.indisprimary
+                                GROUP BY i.indexrelid
+                                HAVING array_agg(a.attname::text) = ARRAY['id']),
+                        EXISTS (SELECT 1 FROM pg_index i
+                                WHERE i.indrelid = c.oid AND i.indisprimary)
+                 FROM pg_class c WHERE c.oid = 'items'::regclass",
+                &[],
+            )
+            .map_err(|e| self.error(e))?;
+        let (ident, id_key, any_key): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        Ok(match ident.as_str() {
+            "d" if id_key => Identity::IdKey,
+            "d" if any_key => Identity::Other,
+            "f" | "i" => Identity::Other,
+            _ => Identity::None,
+        })
+    }
+
     fn server_version(&mut self) -> Result<i32, DbError> {
         let v: String = self
             .client
@@ -346,17 +436,27 @@ impl Db {
         Ok(v.parse().unwrap_or(0))
     }
 
-    /// The slot's `wal_status`, or `None` when there is no such slot.
-    pub fn slot_wal_status(&mut self, slot: &str) -> Result<Option<String>, DbError> {
+    /// The slot's `wal_status`, or `None` when there is no such slot; an error when the slot
+    /// reads another database.
+    pub fn slot_wal_status(&mut self, slot: &str) -> Result<Option<String>, SetupError> {
         let row = self
             .client
             .query_opt(
-                "SELECT coalesce(wal_status, 'reserved') FROM pg_replication_slots \
-                 WHERE slot_name = $1",
+                "SELECT coalesce(wal_status, 'reserved'), coalesce(database::text, ''), \
+                        database IS NOT DISTINCT FROM current_database() \
+                 FROM pg_replication_slots WHERE slot_name = $1",
                 &[&slot],
             )
             .map_err(|e| self.error(e))?;
-        Ok(row.map(|r| r.get(0)))
+        match row {
+            Some(r) if !r.get::<_, bool>(2) => Err(SetupError::OtherDatabase {
+                slot: slot.to_string(),
+                target: self.target.clone(),
+                database: r.get(1),
+            }),
+            Some(r) => Ok(Some(r.get(0))),
+            None => Ok(None),
+        }
     }
 
     /// The confirmed state of `slot`, if it was set up.
@@ -364,8 +464,8 @@ impl Db {
         let row = self
             .client
             .query_opt(
-                "SELECT lsn::text, count, snapshot, snapshot_lsn::text FROM inventory_logical \
-                 WHERE slot = $1",
+                "SELECT lsn::text, count, snapshot, snapshot_lsn::text, announced \
+                 FROM inventory_logical WHERE slot = $1",
                 &[&slot],
             )
             .or_else(|e| match e.code() {
@@ -383,15 +483,37 @@ impl Db {
                 snapshot: snapshot
                     .zip(snapshot_lsn)
                     .and_then(|(s, l)| Snapshot::parse(&s, parse_lsn(&l).unwrap_or(0))),
+                announced: r.get(4),
             }
         }))
     }
 
+    /// The reading statements, prepared once per session (they run every few ms).
+    pub fn logical_statements(&mut self) -> Result<Statements, DbError> {
+        let flush = self
+            .client
+            .prepare("SELECT pg_current_wal_flush_lsn()::text")
+            .map_err(|e| self.error(e))?;
+        let peek = self.client.prepare(PEEK).map_err(|e| self.error(e))?;
+        Ok(Statements { flush, peek })
+    }
+
+    /// Records that the starting count was rated.
+    pub fn announced(&mut self, slot: &str) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "UPDATE inventory_logical SET announced = true WHERE slot = $1",
+                &[&slot],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
     /// WAL flushed so far: everything committed before it can be decoded now.
-    pub fn flushed_lsn(&mut self) -> Result<u64, DbError> {
+    pub fn flushed_lsn(&mut self, statements: &Statements) -> Result<u64, DbError> {
         let text: String = self
             .client
-            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .query_one(&statements.flush, &[])
             .map_err(|e| self.error(e))?
             .get(0);
         Ok(parse_lsn(&text).unwrap_or(0))
@@ -399,30 +521,14 @@ impl Db {
 
     /// The transactions after the slot's confirmed position that touched `items`, in
     /// commit order, without consuming them; at most about [`STEP_CHANGES`] changes.
-    pub fn peek_changes(&mut self, slot: &str) -> Result<Vec<Txn>, DbError> {
+    pub fn peek_changes(
+        &mut self,
+        statements: &Statements,
+        slot: &str,
+    ) -> Result<Vec<Txn>, DbError> {
         let rows = self
             .client
-            .query(
-                "WITH c AS (
-                     SELECT lsn, xid, get_byte(data, 0) AS kind, n
-                     FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2,
-                              'proto_version', '1', 'publication_names', $1::text)
-                          WITH ORDINALITY AS t(lsn, xid, data, n)
-                 ), x AS (
-                     SELECT xid, max(n) FILTER (WHERE kind = 84) AS truncated_at,
-                            max(lsn) FILTER (WHERE kind = 67) AS commit_lsn, min(n) AS first
-                     FROM c GROUP BY xid
-                 )
-                 SELECT x.xid::text, x.commit_lsn::text, x.truncated_at IS NOT NULL,
-                        coalesce(sum(CASE c.kind WHEN 73 THEN 1 WHEN 68 THEN -1 ELSE 0 END)
-                            FILTER (WHERE x.truncated_at IS NULL OR c.n > x.truncated_at),
-                            0)::bigint,
-                        count(*)
-                 FROM x JOIN c USING (xid)
-                 GROUP BY x.xid, x.commit_lsn, x.truncated_at, x.first
-                 ORDER BY x.first",
-                &[&slot, &STEP_CHANGES],
-            )
+            .query(&statements.peek, &[&slot, &STEP_CHANGES])
             .map_err(|e| self.error(e))?;
         Ok(rows
             .iter()
@@ -493,7 +599,7 @@ impl Db {
                         coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::float8
                  FROM pg_replication_slots s
                  LEFT JOIN inventory_logical l ON l.slot = s.slot_name
-                 WHERE s.slot_name = $1",
+                 WHERE s.slot_name = $1 AND s.database = current_database()",
                 &[&slot],
             )
             .or_else(|e| match e.code() {

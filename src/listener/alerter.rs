@@ -89,9 +89,28 @@ impl Alerter {
         self.quiet.clear();
     }
 
-    /// True while Redis is down and the next try is not due.
-    pub(super) fn waiting_for_redis(&self) -> bool {
-        self.dispatcher.is_none() && Instant::now() < self.retry_at
+    /// True when Redis is connected (connecting now if it was away and a try is due).
+    pub(super) fn redis_ready(&mut self) -> bool {
+        if self.dispatcher.is_some() {
+            return true;
+        }
+        if Instant::now() < self.retry_at {
+            return false;
+        }
+        match Dispatcher::connect(&self.config) {
+            Ok(d) => {
+                self.dispatcher = Some(d);
+                if let Some(down) = self.redis.succeeded() {
+                    info!("Redis is back after {:.1} s", down.as_secs_f64());
+                    self.redis_back();
+                }
+                true
+            }
+            Err(e) => {
+                self.redis_failed(&e);
+                false
+            }
+        }
     }
 
     /// [`Alerter::on_count`]; with `people` false the alert is broadcast only, and the people

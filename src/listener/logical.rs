@@ -13,7 +13,7 @@ use super::alerter::Alerter;
 use super::{ListenerError, become_active, count_of, metric};
 use crate::backoff::Backoff;
 use crate::db::Db;
-use crate::db::logical::{SEEN_EVERY, STEP_CHANGES, SetupError, State, Txn};
+use crate::db::logical::{SEEN_EVERY, STEP_CHANGES, SetupError, State, Statements, Txn};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
@@ -43,13 +43,16 @@ pub(super) fn session(
 ) -> Result<(), ListenerError> {
     let slot = alerter.config.slot.clone();
     db.check_logical().map_err(setup)?;
+    // Active first: a standby must read the state its predecessor left, not the one from
+    // before it waited.
+    if !become_active(db, alerter, &slot, &format!("slot {slot}"), shutdown)? {
+        return Ok(());
+    }
     let target = db.target().to_string();
     let not_set_up = || setup(SetupError::NotSetUp(target.clone(), slot.clone()));
-    let mut recreated = false;
-    match db.slot_wal_status(&slot)? {
+    match db.slot_wal_status(&slot).map_err(setup)? {
         None => return Err(not_set_up()),
         Some(status) if status == "lost" => {
-            recreated = true;
             warn!(
                 "replication slot {slot} was invalidated: the server removed WAL it still \
                  needed (max_slot_wal_keep_size). Recreating it and re-rating the current \
@@ -62,9 +65,6 @@ pub(super) fn session(
     let Some(mut state) = db.logical_state(&slot)? else {
         return Err(not_set_up());
     };
-    if !become_active(db, alerter, &slot, &format!("slot {slot}"), shutdown)? {
-        return Ok(());
-    }
     match pg.succeeded() {
         Some(down) => info!(
             "PostgreSQL is back after {:.1} s; reading changes from slot {slot}",
@@ -72,15 +72,20 @@ pub(super) fn session(
         ),
         None => info!("reading changes from slot {slot} at {}", db.target()),
     }
-    // Unlike the NOTIFY source, nothing is re-rated at start: the slot holds every change
-    // since the last confirmed step, which the first step reads, and the confirmed count's
-    // alert went out already (repeating it would page twice).
     alerter.redis_was_emptied();
-    if recreated {
+    // Nothing already confirmed is re-rated at start: the slot holds every change since the
+    // last confirmed step, which the first step reads, and that step's alerts went out. Only
+    // a count never announced (a slot just set up, or recreated) is rated now.
+    if !state.announced {
         alerter.on_count(count_of(state.count));
         alerter.flush();
+        if alerter.flushed() {
+            db.announced(&slot)?;
+            state.announced = true;
+        }
     }
     let mut reader = Reader {
+        statements: db.logical_statements()?,
         slot,
         last_flushed: 0,
         pause: MIN_POLL,
@@ -100,14 +105,12 @@ pub(super) fn session(
             }
             alerter.flush();
         }
-        if alerter.waiting_for_redis() || !alerter.flushed() {
-            // Nothing is confirmed while alerts wait: read again once Redis is back.
-            alerter.flush();
-            if !alerter.flushed() {
-                alerter.discard();
-                shutdown.sleep(MAX_POLL);
-                continue;
-            }
+        // Nothing is read while Redis is away: a step is confirmed only once every alert it
+        // rated is queued, so it must start with Redis at hand.
+        if !alerter.redis_ready() {
+            alerter.discard();
+            shutdown.sleep(MAX_POLL);
+            continue;
         }
         if !reader.step(db, alerter, &mut state)? {
             shutdown.sleep(reader.pause);
@@ -120,6 +123,7 @@ pub(super) fn session(
 
 /// Where the reading stands.
 struct Reader {
+    statements: Statements,
     slot: String,
     /// The WAL position the last step read up to.
     last_flushed: u64,
@@ -138,11 +142,11 @@ impl Reader {
         alerter: &mut Alerter,
         state: &mut State,
     ) -> Result<bool, ListenerError> {
-        let flushed = db.flushed_lsn()?;
+        let flushed = db.flushed_lsn(&self.statements)?;
         if flushed == self.last_flushed {
             return Ok(false);
         }
-        let txns = db.peek_changes(&self.slot)?;
+        let txns = db.peek_changes(&self.statements, &self.slot)?;
         let (next, rated) = apply(state, &txns, alerter);
         alerter.flush();
         if !alerter.flushed() {
@@ -158,7 +162,9 @@ impl Reader {
         } else {
             next.lsn
         };
-        let changed = next != *state;
+        // The state row changes with the count only: a position alone is the slot's to keep
+        // (and writing it would be WAL to decode, forever).
+        let changed = next.count != state.count;
         let seen = self.last_seen.elapsed() >= SEEN_EVERY;
         db.confirm(&self.slot, upto, changed.then_some(&next), seen)?;
         if changed || seen {
