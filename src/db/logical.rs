@@ -328,9 +328,7 @@ impl Db {
     pub fn drop_logical(&mut self, slot: &str) -> Result<bool, SetupError> {
         let existed = self.slot_wal_status(slot)?.is_some();
         if existed {
-            self.client
-                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-                .map_err(|e| self.error(e))?;
+            self.drop_slot(slot)?;
         }
         self.run(&format!(
             "SET client_min_messages = warning;
@@ -344,12 +342,31 @@ impl Db {
         Ok(existed)
     }
 
+    /// Drops the slot. A listener killed a moment ago may still hold it (its server process
+    /// ends when its current call does): wait for it a few seconds rather than fail.
+    fn drop_slot(&mut self, slot: &str) -> Result<(), DbError> {
+        let deadline = std::time::Instant::now() + SLOT_BUSY_WAIT;
+        loop {
+            match self
+                .client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+    }
+
     /// (Re)creates the slot and stores the count read right after, with its snapshot.
     pub fn create_slot(&mut self, slot: &str) -> Result<i64, SetupError> {
         if self.slot_wal_status(slot)?.is_some() {
-            self.client
-                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-                .map_err(|e| self.error(e))?;
+            self.drop_slot(slot)?;
         }
         // Outside any transaction: PostgreSQL refuses to create a slot in one that wrote.
         let created: String = self
@@ -617,6 +634,9 @@ impl Db {
         }))
     }
 }
+
+/// How long a slot still held by a listener that just died is waited for.
+pub const SLOT_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// How often a running listener tells `slot status` it is caught up.
 pub const SEEN_EVERY: Duration = Duration::from_secs(10);
