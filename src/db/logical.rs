@@ -7,39 +7,11 @@
 //! was read in are stored; a decoded transaction that snapshot already saw is skipped, every
 //! other one is applied, so no change is counted twice or missed.
 //!
-//! Changes are read through SQL (`pg_logical_slot_peek_binary_changes`), one row per
-//! transaction (the server sums each transaction's inserts and deletes), and the slot is
-//! advanced only once the caller has the alerts safely queued ([`confirm`]).
+//! Changes are streamed over a replication connection ([`super::replication`]); the slot's
+//! position is confirmed only once the caller has the alerts safely queued.
 
 use super::{Db, DbError};
 use std::time::Duration;
-
-/// One row per decoded transaction: its xid, commit position, whether it truncated
-/// `items`, inserts minus deletes (after its last truncate), and its message count. The
-/// server does the summing, so a bulk insert is one row however many rows it wrote.
-const PEEK: &str = "WITH c AS (
-        SELECT lsn, xid, get_byte(data, 0) AS kind, n
-        FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2,
-                 'proto_version', '1', 'publication_names', $1::text)
-             WITH ORDINALITY AS t(lsn, xid, data, n)
-    ), x AS (
-        SELECT xid, max(n) FILTER (WHERE kind = 84) AS truncated_at,
-               max(lsn) FILTER (WHERE kind = 67) AS commit_lsn, min(n) AS first
-        FROM c GROUP BY xid
-    )
-    SELECT x.xid::text, x.commit_lsn::text, x.truncated_at IS NOT NULL,
-           coalesce(sum(CASE c.kind WHEN 73 THEN 1 WHEN 68 THEN -1 ELSE 0 END)
-               FILTER (WHERE x.truncated_at IS NULL OR c.n > x.truncated_at), 0)::bigint,
-           count(*)
-    FROM x JOIN c USING (xid)
-    GROUP BY x.xid, x.commit_lsn, x.truncated_at, x.first
-    ORDER BY x.first";
-
-/// The logical source's reading statements, prepared once per session.
-pub struct Statements {
-    flush: postgres::Statement,
-    peek: postgres::Statement,
-}
 
 /// Where the listener learns of changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,9 +33,6 @@ impl ChangeSource {
         }
     }
 }
-
-/// Changes read per step at most (whole transactions: one bigger than this is read whole).
-pub const STEP_CHANGES: i32 = 100_000;
 
 /// A slot and publication name: what PostgreSQL accepts for a slot, so it is also a safe
 /// identifier.
@@ -91,9 +60,6 @@ pub struct Txn {
     pub truncated: bool,
     /// Inserts minus deletes (after its last truncate, if any).
     pub delta: i64,
-    /// Messages decoded for it (what [`STEP_CHANGES`] counts, give or take its begin and
-    /// commit).
-    pub changes: i64,
 }
 
 /// The confirmed state: the position the slot may move to, and the count there.
@@ -505,16 +471,6 @@ impl Db {
         }))
     }
 
-    /// The reading statements, prepared once per session (they run every few ms).
-    pub fn logical_statements(&mut self) -> Result<Statements, DbError> {
-        let flush = self
-            .client
-            .prepare("SELECT pg_current_wal_flush_lsn()::text")
-            .map_err(|e| self.error(e))?;
-        let peek = self.client.prepare(PEEK).map_err(|e| self.error(e))?;
-        Ok(Statements { flush, peek })
-    }
-
     /// Records that the starting count was rated.
     pub fn announced(&mut self, slot: &str) -> Result<(), DbError> {
         self.client
@@ -526,47 +482,11 @@ impl Db {
             .map_err(|e| self.error(e))
     }
 
-    /// WAL flushed so far: everything committed before it can be decoded now.
-    pub fn flushed_lsn(&mut self, statements: &Statements) -> Result<u64, DbError> {
-        let text: String = self
-            .client
-            .query_one(&statements.flush, &[])
-            .map_err(|e| self.error(e))?
-            .get(0);
-        Ok(parse_lsn(&text).unwrap_or(0))
-    }
-
-    /// The transactions after the slot's confirmed position that touched `items`, in
-    /// commit order, without consuming them; at most about [`STEP_CHANGES`] changes.
-    pub fn peek_changes(
-        &mut self,
-        statements: &Statements,
-        slot: &str,
-    ) -> Result<Vec<Txn>, DbError> {
-        let rows = self
-            .client
-            .query(&statements.peek, &[&slot, &STEP_CHANGES])
-            .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(Txn {
-                    xid: r.get::<_, String>(0).parse().ok()?,
-                    commit_lsn: parse_lsn(&r.get::<_, Option<String>>(1)?)?,
-                    truncated: r.get(2),
-                    delta: r.get(3),
-                    changes: r.get(4),
-                })
-            })
-            .collect())
-    }
-
-    /// Records `state` (when `changed`) and moves the slot to `lsn`: its WAL may go. Called
-    /// only once the alerts up to `lsn` are queued.
-    pub fn confirm(
+    /// Records `state` (the count changed) or only that the listener is caught up
+    /// (`seen`). The slot itself moves with the stream's confirmations.
+    pub fn save_state(
         &mut self,
         slot: &str,
-        lsn: u64,
         state: Option<&State>,
         seen: bool,
     ) -> Result<(), DbError> {
@@ -594,13 +514,6 @@ impl Db {
                 )
                 .map_err(|e| self.error(e))?;
         }
-        self.client
-            .execute(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn) \
-                 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
-                &[&slot, &format_lsn(lsn)],
-            )
-            .map_err(|e| self.error(e))?;
         Ok(())
     }
 

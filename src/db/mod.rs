@@ -6,6 +6,7 @@ pub mod failed;
 pub mod logical;
 pub mod migrate;
 pub mod recorder;
+pub mod replication;
 pub mod tls;
 
 use crate::secret::Secret;

@@ -1,29 +1,27 @@
 //! The logical source: counts from the write-ahead log through a replication slot, with
-//! nothing in the writers' commits. Each step reads what committed since the confirmed
-//! position ([`Db::peek_changes`], one row per transaction), rates every transaction's count
-//! in commit order, queues the alerts, and only then confirms the position, so a listener
-//! killed at any point loses nothing and repeats at most the alerts of its last step.
+//! nothing in the writers' commits. Changes are streamed over a replication connection
+//! ([`ReplicationConnection`]), so the server decodes each WAL record once. Each step takes
+//! the transactions that arrived together, rates every transaction's count in commit order,
+//! queues the alerts, and only then confirms the position, so a listener killed at any point
+//! loses nothing and repeats at most the alerts of its last step.
 //!
 //! The people policy (Slack, email) sees the latest count of each step; the counts before it
-//! are broadcast only. Live, a step covers a few milliseconds; after the listener was away it
-//! covers everything it missed, so a rise and a fall meanwhile are broadcast in order but not
-//! both paged as new.
+//! are broadcast only. Live, a step covers what arrived at once (a few milliseconds); after
+//! the listener was away it covers up to [`MAX_STEP`] transactions of what it missed, so a
+//! rise and a fall meanwhile are broadcast in order but not both paged as new.
 
 use super::alerter::Alerter;
 use super::{ListenerError, become_active, count_of, metric};
 use crate::backoff::Backoff;
+use crate::config::Config;
 use crate::db::Db;
-use crate::db::logical::{SEEN_EVERY, STEP_CHANGES, SetupError, State, Statements, Txn};
+use crate::db::logical::{SEEN_EVERY, SLOT_BUSY_WAIT, SetupError, State, Txn, format_lsn};
+use crate::db::replication::{Event, ReplicationConnection};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
 use std::time::{Duration, Instant};
 
-/// The first pause after a step found nothing new; it doubles up to [`MAX_POLL`]. A change
-/// waits on average half the pause before it is read: this bounds the latency an idle
-/// listener adds, at the price of one cheap query (`pg_current_wal_flush_lsn()`) per pause.
-const MIN_POLL: Duration = Duration::from_millis(1);
-const MAX_POLL: Duration = Duration::from_millis(4);
 /// How often Redis is checked for having lost its data.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -84,21 +82,16 @@ pub(super) fn session(
             state.announced = true;
         }
     }
-    let mut reader = Reader {
-        statements: db.logical_statements()?,
-        slot,
-        last_flushed: 0,
-        pause: MIN_POLL,
-        last_tick: Instant::now(),
-        last_seen: Instant::now(),
-    };
+    let mut stream: Option<ReplicationConnection> = None;
+    let mut last_tick = Instant::now();
+    let mut last_seen = Instant::now();
     loop {
         metric(alerter, Metrics::tick);
         if shutdown.requested() {
             return Ok(());
         }
-        if reader.last_tick.elapsed() >= TICK {
-            reader.last_tick = Instant::now();
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
             if alerter.redis_was_emptied() {
                 info!("Redis came back empty; re-rating the current count");
                 alerter.on_count(count_of(state.count));
@@ -109,78 +102,132 @@ pub(super) fn session(
         // rated is queued, so it must start with Redis at hand.
         if !alerter.redis_ready() {
             alerter.discard();
-            shutdown.sleep(MAX_POLL);
+            shutdown.sleep(WAIT);
             continue;
         }
-        if !reader.step(db, alerter, &mut state)? {
-            shutdown.sleep(reader.pause);
-            reader.pause = (reader.pause * 2).min(MAX_POLL);
-        } else {
-            reader.pause = MIN_POLL;
+        let reading = match stream.as_mut() {
+            Some(s) => s,
+            None => stream.insert(open(&alerter.config, &slot, state.lsn, shutdown)?),
+        };
+        let txns = read_step(reading)?;
+        if txns.is_empty() {
+            caught_up(reading, db, &slot, &mut last_seen)?;
+            continue;
         }
-    }
-}
-
-/// Where the reading stands.
-struct Reader {
-    statements: Statements,
-    slot: String,
-    /// The WAL position the last step read up to.
-    last_flushed: u64,
-    /// The pause before the next look.
-    pause: Duration,
-    last_tick: Instant,
-    /// When the state row was last told the listener is caught up.
-    last_seen: Instant,
-}
-
-impl Reader {
-    /// Reads, rates, queues and confirms one step; false when there was nothing new.
-    fn step(
-        &mut self,
-        db: &mut Db,
-        alerter: &mut Alerter,
-        state: &mut State,
-    ) -> Result<bool, ListenerError> {
-        let flushed = db.flushed_lsn(&self.statements)?;
-        if flushed == self.last_flushed {
-            return Ok(false);
-        }
-        let txns = db.peek_changes(&self.statements, &self.slot)?;
-        let (next, rated) = apply(state, &txns, alerter);
+        let (next, rated) = apply(&state, &txns, alerter);
         alerter.flush();
         if !alerter.flushed() {
-            // Redis is down: forget them; they are read again from the confirmed position.
+            // Redis went away mid-step: forget these alerts, and read the step again from
+            // the confirmed position once it is back.
             alerter.discard();
-            return Ok(true);
+            stream = None;
+            continue;
         }
-        let changes: i64 = txns.iter().map(|t| t.changes).sum();
-        // A step that read everything (not cut at STEP_CHANGES) covers all WAL up to
-        // `flushed`: the slot may move there even when no transaction touched `items`.
-        let upto = if changes < i64::from(STEP_CHANGES) {
-            flushed.max(next.lsn)
-        } else {
-            next.lsn
-        };
-        // The state row changes with the count only: a position alone is the slot's to keep
-        // (and writing it would be WAL to decode, forever).
-        let changed = next.count != state.count;
-        let seen = self.last_seen.elapsed() >= SEEN_EVERY;
-        db.confirm(&self.slot, upto, changed.then_some(&next), seen)?;
-        if changed || seen {
-            self.last_seen = Instant::now();
+        if next.count != state.count {
+            db.save_state(&slot, Some(&next), false)?;
+            last_seen = Instant::now();
         }
-        if rated > 0 {
-            debug!("slot {}: {rated} change(s) rated", self.slot);
-        }
-        *state = next;
-        self.last_flushed = if changes < i64::from(STEP_CHANGES) {
-            flushed
-        } else {
-            0
-        };
-        Ok(true)
+        reading.confirm(next.lsn)?;
+        debug!(
+            "slot {slot}: {rated} change(s) rated up to {}",
+            format_lsn(next.lsn)
+        );
+        state = next;
     }
+}
+
+/// How long a read waits for the first change of a step (and so how soon a stop is seen).
+const WAIT: Duration = Duration::from_millis(200);
+/// Most transactions in one step: bounds the alerts held before they are queued.
+const MAX_STEP: usize = 10_000;
+
+/// Connects a replication session and starts streaming the slot after `lsn`. A listener
+/// killed a moment ago may still hold the slot: that is waited out a few seconds.
+fn open(
+    config: &Config,
+    slot: &str,
+    lsn: u64,
+    shutdown: &Shutdown,
+) -> Result<ReplicationConnection, ListenerError> {
+    let deadline = Instant::now() + SLOT_BUSY_WAIT;
+    loop {
+        let mut stream = ReplicationConnection::connect(&config.database, super::APP_NAME)?;
+        match stream.start(slot, lsn, slot) {
+            Ok(()) => return Ok(stream),
+            Err(e) if e.to_string().contains("55006") && Instant::now() < deadline => {
+                debug!("slot {slot} is still held by another session; waiting: {e}");
+                if shutdown.sleep(Duration::from_millis(200)) {
+                    return Err(e.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The transactions that arrived together: waits up to [`WAIT`] for the first change, then
+/// takes what is already there, always up to a commit, at most [`MAX_STEP`].
+fn read_step(stream: &mut ReplicationConnection) -> Result<Vec<Txn>, ListenerError> {
+    let mut txns = Vec::new();
+    let mut open: Option<Txn> = None;
+    let mut wait = WAIT;
+    loop {
+        let event = match stream.next(wait)? {
+            Some(event) => event,
+            // A transaction arrives whole (pgoutput sends it at its commit): wait for its end.
+            None if open.is_some() => continue,
+            None => break,
+        };
+        match (event, open.as_mut()) {
+            (Event::Begin { xid }, _) => {
+                open = Some(Txn {
+                    xid,
+                    commit_lsn: 0,
+                    truncated: false,
+                    delta: 0,
+                });
+            }
+            (Event::Insert, Some(t)) => t.delta += 1,
+            (Event::Delete, Some(t)) => t.delta -= 1,
+            (Event::Truncate, Some(t)) => {
+                t.truncated = true;
+                t.delta = 0;
+            }
+            (Event::Commit { end_lsn, .. }, Some(_)) => {
+                if let Some(mut t) = open.take() {
+                    t.commit_lsn = end_lsn;
+                    txns.push(t);
+                }
+            }
+            // A change outside a transaction does not happen in pgoutput; ignore it.
+            (_, None) => {}
+        }
+        // Inside a transaction, wait for the rest of it; between them, take only what is
+        // there already.
+        wait = if open.is_some() { WAIT } else { Duration::ZERO };
+        if open.is_none() && txns.len() >= MAX_STEP {
+            break;
+        }
+    }
+    Ok(txns)
+}
+
+/// Nothing new for `items`: confirm the server's WAL end, so the slot does not hold the WAL
+/// other tables write; and tell `slot status` now and then that the listener is caught up.
+fn caught_up(
+    stream: &mut ReplicationConnection,
+    db: &mut Db,
+    slot: &str,
+    last_seen: &mut Instant,
+) -> Result<(), ListenerError> {
+    if stream.wal_end() > stream.confirmed() {
+        stream.confirm(stream.wal_end())?;
+    }
+    if last_seen.elapsed() >= SEEN_EVERY {
+        db.save_state(slot, None, true)?;
+        *last_seen = Instant::now();
+    }
+    Ok(())
 }
 
 /// Applies `txns` (in commit order) to `state` and rates each resulting count; the last one
