@@ -252,6 +252,11 @@ pub struct WriteCost {
     /// After the logical runs (writers stopped, slot caught up): the listener's confirmed
     /// count equals `count(*)`.
     pub logical_count_exact: Option<bool>,
+    /// The write path alone: the slot set up but nobody reading during the run (TPS, its
+    /// ratio to without trigger), then how long the listener took to catch up.
+    pub tps_logical_detached: Option<f64>,
+    pub ratio_logical_detached: Option<f64>,
+    pub catch_up_detached_s: Option<f64>,
 }
 
 /// One pgbench run with the logical source.
@@ -828,6 +833,31 @@ impl Results {
                 ),
                 "≥ 90 %",
                 Some(ratio >= LOGICAL_WRITE_COST_TARGET && w.logical_count_exact != Some(false)),
+            ));
+        }
+        for w in &self.write_cost {
+            let (Some(tps), Some(ratio), Some(catch_up)) = (
+                w.tps_logical_detached,
+                w.ratio_logical_detached,
+                w.catch_up_detached_s,
+            ) else {
+                continue;
+            };
+            t.push(row(
+                format!(
+                    "5 write cost (logical, nobody reading during the run: the write path \
+                     alone), {} rows: TPS / without trigger",
+                    thousands(w.rows as f64)
+                ),
+                format!(
+                    "{} / {} = {:.0} %; the listener then caught up in {:.1} s",
+                    thousands(tps),
+                    thousands(w.tps_without_trigger),
+                    100.0 * ratio,
+                    catch_up
+                ),
+                "",
+                None,
             ));
         }
         if let (Some(notify), Some(w)) = (self.notify_only_tps, self.write_cost.first()) {

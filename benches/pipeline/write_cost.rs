@@ -166,6 +166,8 @@ pub fn run(pg: &PgServer, redis_url: &str, results: &mut Results) {
         if let Some(s) = source.take() {
             s.stop(&mut c);
         }
+        let (detached_tps, catch_up_s) = detached_run(pg, &mut c, &env, &db_name, &script.0);
+        reset(&mut c);
         if rows == SIZES[0] {
             results.notify_only_tps = Some(notify_only(pg, &mut c, &db_name, &script.0));
             reset(&mut c);
@@ -196,8 +198,31 @@ pub fn run(pg: &PgServer, redis_url: &str, results: &mut Results) {
             ratio_logical: logical_tps.map(|l| l / without_tps),
             runs_logical: logical_runs,
             logical_count_exact: count_exact,
+            tps_logical_detached: Some(detached_tps),
+            ratio_logical_detached: Some(detached_tps / without_tps),
+            catch_up_detached_s: Some(catch_up_s),
         });
     }
+}
+
+/// The write path alone: the logical source set up (slot, publication, no trigger) but no
+/// listener reading during the run; then one is started and timed until it caught up.
+fn detached_run(
+    pg: &PgServer,
+    c: &mut postgres::Client,
+    env: &[(String, String)],
+    db: &str,
+    script: &std::path::Path,
+) -> (f64, f64) {
+    let switched = Switched::on(env);
+    let tps = pgbench(pg, c, db, script, CLIENTS);
+    let started = std::time::Instant::now();
+    let listener = crate::spawn("items-listen", env, &logical::LISTEN_ARGS);
+    logical::wait_caught_up(c, SLOT, CATCH_UP);
+    let catch_up = started.elapsed().as_secs_f64();
+    logical::stop_listener(listener, c, SLOT);
+    switched.back();
+    (tps, catch_up)
 }
 
 /// One pgbench run with the logical source, the listener caught up first; the CPU of the
