@@ -40,48 +40,9 @@ pub(super) fn session(
     shutdown: &Shutdown,
 ) -> Result<(), ListenerError> {
     let slot = alerter.config.slot.clone();
-    db.check_logical().map_err(setup)?;
-    // Active first: a standby must read the state its predecessor left, not the one from
-    // before it waited.
-    if !become_active(db, alerter, &slot, &format!("slot {slot}"), shutdown)? {
+    let Some(mut state) = prepare(db, alerter, pg, shutdown, &slot)? else {
         return Ok(());
-    }
-    let target = db.target().to_string();
-    let not_set_up = || setup(SetupError::NotSetUp(target.clone(), slot.clone()));
-    match db.slot_wal_status(&slot).map_err(setup)? {
-        None => return Err(not_set_up()),
-        Some(status) if status == "lost" => {
-            warn!(
-                "replication slot {slot} was invalidated: the server removed WAL it still \
-                 needed (max_slot_wal_keep_size). Recreating it and re-rating the current \
-                 count; the changes made in between are not broadcast one by one"
-            );
-            db.create_slot(&slot).map_err(setup)?;
-        }
-        Some(_) => {}
-    }
-    let Some(mut state) = db.logical_state(&slot)? else {
-        return Err(not_set_up());
     };
-    match pg.succeeded() {
-        Some(down) => info!(
-            "PostgreSQL is back after {:.1} s; reading changes from slot {slot}",
-            down.as_secs_f64()
-        ),
-        None => info!("reading changes from slot {slot} at {}", db.target()),
-    }
-    alerter.redis_was_emptied();
-    // Nothing already confirmed is re-rated at start: the slot holds every change since the
-    // last confirmed step, which the first step reads, and that step's alerts went out. Only
-    // a count never announced (a slot just set up, or recreated) is rated now.
-    if !state.announced {
-        alerter.on_count(count_of(state.count));
-        alerter.flush();
-        if alerter.flushed() {
-            db.announced(&slot)?;
-            state.announced = true;
-        }
-    }
     let mut stream: Option<ReplicationConnection> = None;
     let mut last_tick = Instant::now();
     let mut last_seen = Instant::now();
@@ -134,6 +95,60 @@ pub(super) fn session(
         );
         state = next;
     }
+}
+
+/// Checks the server, becomes the active listener, and reads the confirmed state (a slot
+/// the server invalidated is recreated); announces a count never rated. `None` when a stop
+/// came while on standby.
+fn prepare(
+    db: &mut Db,
+    alerter: &mut Alerter,
+    pg: &mut Backoff,
+    shutdown: &Shutdown,
+    slot: &str,
+) -> Result<Option<State>, ListenerError> {
+    db.check_logical().map_err(setup)?;
+    // Active first: a standby must read the state its predecessor left, not the one from
+    // before it waited.
+    if !become_active(db, alerter, slot, &format!("slot {slot}"), shutdown)? {
+        return Ok(None);
+    }
+    let not_set_up = |db: &Db| setup(SetupError::NotSetUp(db.target().to_string(), slot.into()));
+    match db.slot_wal_status(slot).map_err(setup)? {
+        None => return Err(not_set_up(db)),
+        Some(status) if status == "lost" => {
+            warn!(
+                "replication slot {slot} was invalidated: the server removed WAL it still \
+                 needed (max_slot_wal_keep_size). Recreating it and re-rating the current \
+                 count; the changes made in between are not broadcast one by one"
+            );
+            db.create_slot(slot).map_err(setup)?;
+        }
+        Some(_) => {}
+    }
+    let Some(mut state) = db.logical_state(slot)? else {
+        return Err(not_set_up(db));
+    };
+    match pg.succeeded() {
+        Some(down) => info!(
+            "PostgreSQL is back after {:.1} s; reading changes from slot {slot}",
+            down.as_secs_f64()
+        ),
+        None => info!("reading changes from slot {slot} at {}", db.target()),
+    }
+    alerter.redis_was_emptied();
+    // Nothing already confirmed is re-rated at start: the slot holds every change since the
+    // last confirmed step, which the first step reads, and that step's alerts went out. Only
+    // a count never announced (a slot just set up, or recreated) is rated now.
+    if !state.announced {
+        alerter.on_count(count_of(state.count));
+        alerter.flush();
+        if alerter.flushed() {
+            db.announced(slot)?;
+            state.announced = true;
+        }
+    }
+    Ok(Some(state))
 }
 
 /// How long a read waits for the first change of a step (and so how soon a stop is seen).
