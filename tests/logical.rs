@@ -500,7 +500,6 @@ fn slot_status_reports_lag_and_drop_removes_the_slot() {
 }
 
 #[test]
-
 fn migrate_under_write_load_does_not_deadlock_the_writers() {
     // Switching a running application's database from one source to the other: writers keep
     // writing meanwhile. `migrate` (sql/002_item_count.sql) takes inventory_item_count
@@ -604,7 +603,6 @@ fn an_invalidated_slot_is_recreated_with_a_warning_and_the_count_rated() {
 }
 
 #[test]
-
 fn a_second_database_on_the_server_does_not_take_over_the_first_ones_slot() {
     // Slots are the server's, publications and inventory_logical the database's: a second
     // database set up with the default slot name must not drop or take the first one's.
@@ -704,7 +702,6 @@ fn deletes_truncates_and_multi_row_transactions_are_counted_per_transaction() {
 }
 
 #[test]
-
 fn alerts_made_while_the_queue_redis_is_down_go_out_in_order_once_it_is_back() {
     // The queue on a private Redis that the test kills; broadcasts on the shared one, so the
     // subscription is not cut.
@@ -791,7 +788,6 @@ fn a_standby_listener_takes_over_the_slot_when_the_active_one_dies() {
 }
 
 #[test]
-
 fn an_existing_items_table_without_an_id_primary_key_keeps_its_deletes_working() {
     // README: an existing `items` table is used as it is. Publishing its deletes needs a
     // replica identity (a primary key, by default), inside the publication's column list: a
