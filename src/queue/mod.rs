@@ -150,8 +150,7 @@ impl Queue {
         self.push_raw(name, &raw)
     }
 
-    /// Pushes jobs onto queue `name` and adds `recent` to its recent list, in one round trip
-    /// (the push script's source goes along: EVALSHA could meet NOSCRIPT in a pipeline).
+    /// Pushes jobs onto queue `name` and adds `recent` to its recent list, in one round trip.
     pub fn push_with(
         &mut self,
         name: &str,
@@ -164,17 +163,8 @@ impl Queue {
         let k = self.keys(name);
         let mut pipe = redis::pipe();
         if !jobs.is_empty() {
-            let push = pipe
-                .cmd("EVAL")
-                .arg(PUSH)
-                .arg(3)
-                .arg(&k.pending)
-                .arg(&k.notify)
-                .arg(&k.attempts);
-            for job in jobs {
-                push.arg(job.encode());
-            }
-            push.ignore();
+            add_push(&mut pipe, &k, jobs);
+            pipe.ignore();
         }
         recent::add_to(&mut pipe, &k.recent(), recent);
         self.router.write(Some(&k.pending), |con| pipe.exec(con))
@@ -409,21 +399,26 @@ fn guarded_try<T>(
         };
     }
     if !guarded.jobs.is_empty() {
-        // The push script's own source: EVALSHA could meet NOSCRIPT inside EXEC.
-        let push = pipe
-            .cmd("EVAL")
-            .arg(PUSH)
-            .arg(3)
-            .arg(&k.pending)
-            .arg(&k.notify)
-            .arg(&k.attempts);
-        for job in &guarded.jobs {
-            push.arg(job.encode());
-        }
+        add_push(&mut pipe, k, &guarded.jobs);
     }
     recent::add_to(&mut pipe, &k.recent(), &guarded.recent);
     let reply: redis::Value = pipe.query(con)?;
     Ok((reply != redis::Value::Nil).then_some(guarded))
+}
+
+/// Adds the push script for `jobs` onto queue `k` to `pipe`, with its source: EVALSHA could
+/// meet NOSCRIPT inside a pipeline or an EXEC.
+fn add_push(pipe: &mut redis::Pipeline, k: &Keys, jobs: &[Job]) {
+    let push = pipe
+        .cmd("EVAL")
+        .arg(PUSH)
+        .arg(3)
+        .arg(&k.pending)
+        .arg(&k.notify)
+        .arg(&k.attempts);
+    for job in jobs {
+        push.arg(job.encode());
+    }
 }
 
 /// `BLPOP` on `notify` for up to `timeout`; the read timeout outlasts the block meanwhile, or
