@@ -1,9 +1,10 @@
 //! The logical source: counts from the write-ahead log through a replication slot, with
 //! nothing in the writers' commits. Changes are streamed over a replication connection
 //! ([`ReplicationConnection`]), so the server decodes each WAL record once. Each step takes
-//! the transactions that arrived together, rates every transaction's count in commit order,
-//! queues the alerts, and only then confirms the position, so a listener killed at any point
-//! loses nothing and repeats at most the alerts of its last step.
+//! the transactions that arrived together, rates every transaction's count in commit order and
+//! queues the alerts; the count is saved and the position confirmed after that, every
+//! [`SAVE_EVERY`] while changes stream in and whenever they pause, so a listener killed at any
+//! point loses nothing and repeats at most the alerts of its last 100 ms.
 //!
 //! The people policy (Slack, email) sees the latest count of each step; the counts before it
 //! are broadcast only. Live, a step covers what arrived at once (a few milliseconds); after
@@ -44,11 +45,17 @@ pub(super) fn session(
         return Ok(());
     };
     let mut stream: Option<ReplicationConnection> = None;
+    let mut saved = state.clone();
     let mut last_tick = Instant::now();
     let mut last_seen = Instant::now();
+    let mut last_save = Instant::now();
     loop {
         metric(alerter, Metrics::tick);
         if shutdown.requested() {
+            // What went out is saved, so a restart does not repeat it.
+            if let Some(reading) = stream.as_mut().filter(|_| saved != state) {
+                save(reading, db, &slot, &state, &mut saved)?;
+            }
             return Ok(());
         }
         if last_tick.elapsed() >= TICK {
@@ -72,6 +79,11 @@ pub(super) fn session(
         };
         let txns = read_step(reading)?;
         if txns.is_empty() {
+            if saved != state {
+                save(reading, db, &slot, &state, &mut saved)?;
+                last_save = Instant::now();
+                last_seen = last_save;
+            }
             caught_up(reading, db, &slot, &mut last_seen)?;
             continue;
         }
@@ -84,17 +96,39 @@ pub(super) fn session(
             stream = None;
             continue;
         }
-        if next.count != state.count {
-            db.save_state(&slot, Some(&next), false)?;
-            last_seen = Instant::now();
-        }
-        reading.confirm(next.lsn)?;
         debug!(
             "slot {slot}: {rated} change(s) rated up to {}",
             format_lsn(next.lsn)
         );
         state = next;
+        if last_save.elapsed() >= SAVE_EVERY {
+            save(reading, db, &slot, &state, &mut saved)?;
+            last_save = Instant::now();
+            last_seen = last_save;
+        }
     }
+}
+
+/// How often the count is saved and the position confirmed while changes stream in: a
+/// durable write per step would cost the server a commit per step. A listener killed in
+/// between repeats at most the alerts of this long.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+
+/// Saves `state` (when its count changed since `saved`) and then confirms its position to
+/// the server: the slot never moves past a count that is not saved.
+fn save(
+    stream: &mut ReplicationConnection,
+    db: &mut Db,
+    slot: &str,
+    state: &State,
+    saved: &mut State,
+) -> Result<(), ListenerError> {
+    if state.count != saved.count {
+        db.save_state(slot, Some(state), false)?;
+    }
+    stream.confirm(state.lsn)?;
+    *saved = state.clone();
+    Ok(())
 }
 
 /// Checks the server, becomes the active listener, and reads the confirmed state (a slot
