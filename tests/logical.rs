@@ -385,7 +385,10 @@ fn a_listener_killed_mid_stream_loses_nothing_and_repeats_nothing_confirmed() {
         "{} counts broadcast twice: more than the killed listener's last step",
         repeated.len()
     );
-    assert_eq!(r.state_count(), N);
+    // Saved within a short quiet of the last change.
+    eventually("the saved count reaches the last insert", DEADLINE, || {
+        (r.state_count() == N).then_some(())
+    });
 }
 
 #[test]
@@ -770,20 +773,27 @@ fn a_standby_listener_takes_over_the_slot_when_the_active_one_dies() {
     standby.wait_for_log("took over as the active listener");
     standby.wait_for_log(READING);
     insert(&mut c);
-    let next = sub.next_raw(DEADLINE).unwrap_or_else(|| {
-        r.wait_caught_up(&standby);
-        panic!(
-            "nothing after the takeover: the slot's count is {} (count(*) {}); standby:\n{}",
-            r.state_count(),
-            r.count(),
-            standby.log().join("\n")
-        )
-    });
+    // The active one may have died before saving its last step (it saves within a short
+    // quiet, and every 100 ms): that step, count 20, may be repeated once, nothing more.
+    let mut next = String::new();
+    for _ in 0..2 {
+        next = sub.next_raw(DEADLINE).unwrap_or_else(|| {
+            r.wait_caught_up(&standby);
+            panic!(
+                "nothing after the takeover: the slot's count is {} (count(*) {}); standby:\n{}",
+                r.state_count(),
+                r.count(),
+                standby.log().join("\n")
+            )
+        });
+        if !next.contains("\"count\":20") {
+            break;
+        }
+    }
     assert!(next.contains("\"count\":21"), "{next}");
-    assert_eq!(
-        standby.count_log("count 20 is"),
-        0,
-        "the confirmed count is not repeated"
+    assert!(
+        standby.count_log("count 20 is") <= 1,
+        "only the unsaved last step is repeated"
     );
 }
 

@@ -77,7 +77,10 @@ pub(super) fn session(
             Some(s) => s,
             None => stream.insert(open(&alerter.config, &slot, state.lsn, shutdown)?),
         };
-        let txns = read_step(reading)?;
+        // With something unsaved, a short quiet is enough to save it: live, each change is
+        // saved within QUIET of its alert; streaming, every SAVE_EVERY.
+        let first_wait = if saved != state { QUIET } else { WAIT };
+        let txns = read_step(reading, first_wait)?;
         if txns.is_empty() {
             if saved != state {
                 save(reading, db, &slot, &state, &mut saved)?;
@@ -113,6 +116,8 @@ pub(super) fn session(
 /// durable write per step would cost the server a commit per step. A listener killed in
 /// between repeats at most the alerts of this long.
 const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// How long the stream must be quiet before what went out is saved.
+const QUIET: Duration = Duration::from_millis(10);
 
 /// Saves `state` (when its count changed since `saved`) and then confirms its position to
 /// the server: the slot never moves past a count that is not saved.
@@ -214,12 +219,15 @@ fn open(
     }
 }
 
-/// The transactions that arrived together: waits up to [`WAIT`] for the first change, then
+/// The transactions that arrived together: waits up to `first` for the first change, then
 /// takes what is already there, always up to a commit, at most [`MAX_STEP`].
-fn read_step(stream: &mut ReplicationConnection) -> Result<Vec<Txn>, ListenerError> {
+fn read_step(
+    stream: &mut ReplicationConnection,
+    first: Duration,
+) -> Result<Vec<Txn>, ListenerError> {
     let mut txns = Vec::new();
     let mut open: Option<Txn> = None;
-    let mut wait = WAIT;
+    let mut wait = first;
     loop {
         let event = match stream.next(wait)? {
             Some(event) => event,
