@@ -2,9 +2,9 @@
 //! nothing in the writers' commits. Changes are streamed over a replication connection
 //! ([`ReplicationConnection`]), so the server decodes each WAL record once. Each step takes
 //! the transactions that arrived together, rates every transaction's count in commit order and
-//! queues the alerts; the count is saved and the position confirmed after that, every
-//! [`SAVE_EVERY`] while changes stream in and whenever they pause, so a listener killed at any
-//! point loses nothing and repeats at most the alerts of its last 100 ms.
+//! queues the alerts; the count is saved and the position confirmed after that, once the
+//! stream is [`QUIET`] and every [`SAVE_EVERY`] while it is not, so a listener killed at any
+//! point loses nothing and repeats at most the alerts sent since its last save.
 //!
 //! The people policy (Slack, email) sees the latest count of each step; the counts before it
 //! are broadcast only. Live, a step covers what arrived at once (a few milliseconds); after
