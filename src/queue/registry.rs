@@ -151,13 +151,10 @@ pub struct CurrentJob {
 impl Queue {
     /// Writes (or refreshes) a member's heartbeat; it vanishes after `ttl` unless refreshed.
     /// The two keys live in different cluster slots, so they are written one by one: the
-    /// entry in the set first, so a heartbeat is never there without it.
+    /// heartbeat first, so the set never names a member whose heartbeat is not there yet
+    /// (another process starting meanwhile would prune it).
     pub fn beat<M: Member>(&mut self, info: &M, ttl: Duration) -> Result<(), RedisError> {
         let json = serde_json::to_string(info).unwrap_or_default();
-        let set = keys::members(&self.prefix, M::KIND);
-        self.on(&set, |con| {
-            redis::cmd("SADD").arg(&set).arg(info.id()).exec(con)
-        })?;
         let key = keys::member(&self.prefix, M::KIND, info.id());
         let ttl_ms = ttl.as_millis().max(1) as u64;
         self.on(&key, |con| {
@@ -167,6 +164,10 @@ impl Queue {
                 .arg("PX")
                 .arg(ttl_ms)
                 .exec(con)
+        })?;
+        let set = keys::members(&self.prefix, M::KIND);
+        self.on(&set, |con| {
+            redis::cmd("SADD").arg(&set).arg(info.id()).exec(con)
         })
     }
 
