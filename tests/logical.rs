@@ -163,15 +163,7 @@ fn the_pipeline_broadcasts_20_to_25_with_their_severities() {
     for _ in 0..25 {
         insert(&mut c);
     }
-    let expected = [
-        (20, "warning", 100.0),
-        (21, "warning", 105.0),
-        (22, "warning", 110.0),
-        (23, "warning", 115.0),
-        (24, "high", 120.0),
-        (25, "high", 125.0),
-    ];
-    for (count, severity, pct) in expected {
+    for (count, severity, pct) in crate::support::COUNTS_20_TO_25 {
         let msg = sub.next();
         assert_eq!(msg["event"], "App\\Events\\ItemCountExeed");
         let data = &msg["data"];
@@ -512,11 +504,13 @@ fn migrate_under_write_load_does_not_deadlock_the_writers() {
     r.ok(&["migrate", "--source", "notify"]);
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
+    let written = Arc::new(AtomicU64::new(0));
     for i in 0..3 {
-        let (stop, mut c) = (Arc::clone(&stop), r.client());
+        let (stop, written, mut c) = (Arc::clone(&stop), Arc::clone(&written), r.client());
         writers.push(std::thread::spawn(move || {
             let mut errors = Vec::new();
             while !stop.load(Ordering::SeqCst) {
+                written.fetch_add(1, Ordering::Relaxed);
                 let sql = if i == 2 {
                     "DELETE FROM items WHERE id = (SELECT min(id) FROM items)"
                 } else {
@@ -532,7 +526,14 @@ fn migrate_under_write_load_does_not_deadlock_the_writers() {
             errors
         }));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Each migration starts with the writers under way (a few dozen more writes since the last).
+    let under_way = |from: u64| {
+        eventually("the writers under way", DEADLINE, || {
+            (written.load(Ordering::Relaxed) >= from + 30).then_some(())
+        });
+        written.load(Ordering::Relaxed)
+    };
+    let mut mark = under_way(0);
     let mut failed = Vec::new();
     for source in [
         "logical", "notify", "logical", "notify", "logical", "notify",
@@ -541,7 +542,7 @@ fn migrate_under_write_load_does_not_deadlock_the_writers() {
         if !out.status.success() {
             failed.push(format!("migrate --source {source}: {}", stderr(&out)));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        mark = under_way(mark);
     }
     stop.store(true, Ordering::SeqCst);
     let errors: Vec<String> = writers
@@ -737,14 +738,21 @@ fn alerts_made_while_the_queue_redis_is_down_go_out_in_order_once_it_is_back() {
         Duration::from_secs(30),
         || (counts(&sub).last() == Some(&25)).then_some(()),
     );
-    // Nothing more afterwards (a late repeat would show within this pause), but for the one
-    // re-rating of the latest count a listener makes when it finds Redis came back empty
-    // (its queued jobs may be gone): it lands after 25 or before 20 (19: not broadcast).
-    std::thread::sleep(Duration::from_millis(500));
-    let mut got = counts(&sub);
+    // A sentinel through the same queue: whatever was queued before it arrives first.
+    let out = r.w.run("notify", &["--count", "99999"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually("the sentinel", DEADLINE, || {
+        counts(&sub).contains(&99_999).then_some(())
+    });
+    let all = counts(&sub);
+    let mut got: Vec<u64> = all.iter().copied().take_while(|c| *c != 99_999).collect();
+    // The one re-rating of the latest count a listener makes when it finds Redis came back
+    // empty (its queued jobs may be gone) lands after 25, or before 20 (19: not broadcast).
     got.dedup();
     assert_eq!(got, (20..=25).collect::<Vec<u64>>(), "{:?}", listener.log());
-    assert_eq!(r.state_count(), 25);
+    eventually("the saved count reaches 25", DEADLINE, || {
+        (r.state_count() == 25).then_some(())
+    });
 }
 
 #[test]

@@ -45,15 +45,7 @@ fn inserting_25_rows_broadcasts_counts_20_to_25_in_order() {
     let _worker = w.spawn("queue-work", &[]);
     listener.wait_for_log("listening on channel");
     w.db.insert(25);
-    let expected = [
-        (20, "warning", 100.0),
-        (21, "warning", 105.0),
-        (22, "warning", 110.0),
-        (23, "warning", 115.0),
-        (24, "high", 120.0),
-        (25, "high", 125.0),
-    ];
-    for (count, severity, pct) in expected {
+    for (count, severity, pct) in crate::support::COUNTS_20_TO_25 {
         let msg = sub.next();
         assert_event_shape(&msg, count, severity);
         assert_eq!(msg["data"]["percentage"], pct);

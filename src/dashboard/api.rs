@@ -54,13 +54,15 @@ pub fn status(admin: &mut Admin, queues: &[String], threshold: u64, slot: &str) 
     };
     let failed = match admin.db().map_err(AdminError::from).and_then(|db| {
         let counts = failed::counts(db)?;
-        let live = db.current()?;
         let slot = db.slot_status(slot)?;
+        // With the logical source the trigger's counter is not kept: the slot's is.
+        let live = match &slot {
+            Some(s) => s.count,
+            None => db.current()?.count,
+        };
         Ok((counts, live, slot))
     }) {
         Ok((counts, live, slot)) => {
-            // With the logical source the trigger's counter is not kept: the slot's is.
-            let live = slot.as_ref().map_or(live.count, |s| s.count);
             now.live_count = u64::try_from(live).ok();
             now.slot = slot;
             counts.into_iter().collect()

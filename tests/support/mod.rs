@@ -275,6 +275,16 @@ impl Drop for World {
     }
 }
 
+/// What 25 single inserts at threshold 20 broadcast: count, severity, percentage.
+pub const COUNTS_20_TO_25: [(u64, &str, f64); 6] = [
+    (20, "warning", 100.0),
+    (21, "warning", 105.0),
+    (22, "warning", 110.0),
+    (23, "warning", 115.0),
+    (24, "high", 120.0),
+    (25, "high", 125.0),
+];
+
 /// A job of `kind` carrying an alert for `count` (3 tries, backoff 1 s, timeout 60 s).
 pub fn job(kind: &str, count: u64) -> Job {
     let alert = Alert::new(count, 20, &Boundaries::default(), "test");
